@@ -1,0 +1,46 @@
+# Two commands matter: `make run` (the whole stack, on a fresh machine) and `make test` (the suite).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+export FLASK_APP := app:create_app
+
+.PHONY: run test install install-test assets chromium migrate bench clean
+
+run: install assets migrate  ## Install everything, migrate, start web + worker + Redis + SMTP sink
+	$(BIN)/python -m scripts.dev
+
+test: install-test assets chromium  ## Install what the tests need and run the whole suite
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+install: $(VENV)/.runtime
+install-test: $(VENV)/.test
+
+$(VENV)/.runtime: requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(VENV)/.test: requirements-test.txt $(VENV)/.runtime
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-test.txt
+	touch $@
+
+# socket.io's browser client from npm, served by Flask from app/static/vendor (never a CDN).
+assets: app/static/vendor/socket.io.min.js
+app/static/vendor/socket.io.min.js: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	mkdir -p app/static/vendor
+	cp node_modules/socket.io-client/dist/socket.io.min.js $@
+
+# Browser tests drive Debian's Chromium through Playwright; no browser is ever downloaded.
+chromium:
+	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@/usr/bin/chromium --version
+
+migrate: install
+	$(BIN)/flask db upgrade
+
+bench: install-test assets
+	$(BIN)/python -m bench.export_bench
+
+clean:
+	rm -rf $(VENV) node_modules app/static/vendor var .pytest_cache

@@ -1,0 +1,128 @@
+"""The application factory."""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+import sqlalchemy as sa
+from flask import Flask
+
+from app.extensions import bootstrap, csrf, db, login, mail, migrate, socketio
+from config import Config
+
+
+def create_app(config: Config | None = None, **overrides: Any) -> Flask:
+    """Build a configured app; `overrides` win over the environment (tests use them)."""
+    app = Flask(__name__)
+    app.config.from_object(config or Config())
+    app.config.update(overrides)
+    os.makedirs(app.instance_path, exist_ok=True)
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = _instance_secret_key(app.instance_path)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    register_extensions(app)
+    register_blueprints(app)
+    register_cli(app)
+    app.shell_context_processor(_shell_context)
+    return app
+
+
+def _instance_secret_key(instance_path: str) -> str:
+    """A development SECRET_KEY made once and kept in the instance folder (never in code)."""
+    path = os.path.join(instance_path, "secret_key")
+    try:
+        with open(path) as fh:
+            return fh.read().strip()
+    except FileNotFoundError:
+        key = secrets.token_hex(32)
+        # O_EXCL: when two processes start at once, one writes and both read the same key.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return _instance_secret_key(instance_path)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key)
+        return key
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """WAL and a busy timeout: a worker and a web process write the same SQLite file."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def register_extensions(app: Flask) -> None:
+    """Bind every extension to the app."""
+    uri = app.config["SQLALCHEMY_DATABASE_URI"]
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:///:memory:"):
+        os.makedirs(os.path.dirname(uri[len("sqlite:///"):]) or ".", exist_ok=True)
+    db.init_app(app)
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            sa.event.listen(db.engine, "connect", _sqlite_pragmas)
+    migrate.init_app(app, db, render_as_batch=True)
+    login.init_app(app)
+    csrf.init_app(app)
+    mail.init_app(app)
+    bootstrap.init_app(app)
+    app.extensions["redis"] = redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(
+        app.config["REDIS_URL"], max_connections=64, timeout=5, socket_connect_timeout=2, socket_timeout=10,
+    ))
+    init_socketio(app)
+
+
+def init_socketio(app: Flask) -> None:
+    """The Socket.IO server; with a message queue it relays what workers publish."""
+    from app.socket_queue import ResyncRedisManager
+    from app.sockets import resync_all_users
+
+    options: dict[str, Any] = {"async_mode": app.config["SOCKETIO_ASYNC_MODE"]}
+    queue_url = app.config.get("SOCKETIO_MESSAGE_QUEUE")
+    if queue_url:
+        # No silent retries inside redis-py: a dropped subscription must surface so we re-sync.
+        manager = ResyncRedisManager(queue_url, channel="flask-socketio",
+                                     redis_options={"retry": Retry(NoBackoff(), 0)})
+        manager.on_resubscribe = lambda: socketio.start_background_task(resync_all_users, app)
+        options["client_manager"] = manager
+    # None = same origin only (engine.io's default); extra origins only when configured, never '*'.
+    origins = app.config.get("SOCKETIO_ORIGINS") or None
+    options["cors_allowed_origins"] = origins
+    socketio.init_app(app, **options)
+    app.extensions["progress_emitter"] = socketio
+
+
+def register_blueprints(app: Flask) -> None:
+    """Mount the blueprints and the socket handlers."""
+    from app import sockets  # noqa: F401  (registers the Socket.IO handlers)
+    from app.auth import bp as auth_bp
+    from app.errors import bp as errors_bp
+    from app.main import bp as main_bp
+    from app.tasks import bp as tasks_bp
+
+    app.register_blueprint(errors_bp)
+    app.register_blueprint(auth_bp, url_prefix="/auth")
+    app.register_blueprint(main_bp)
+    app.register_blueprint(tasks_bp)
+
+
+def register_cli(app: Flask) -> None:
+    """Add the project's `flask` commands."""
+    from app.cli import seed_posts
+
+    app.cli.add_command(seed_posts)
+
+
+def _shell_context() -> dict[str, Any]:
+    """Names `flask shell` starts with."""
+    from app.models import Post, Task, User
+
+    return {"db": db, "sa": sa, "User": User, "Post": Post, "Task": Task}

@@ -1,0 +1,35 @@
+"""Password hashing that does not freeze the event loop.
+
+werkzeug's scrypt costs ~100 ms of CPU and never yields: under eventlet every socket of the
+process would stall during each login. When the process is patched, hash in eventlet's thread pool.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Callable, TypeVar
+
+from flask import current_app
+
+from app.models import User
+
+T = TypeVar("T")
+
+
+def _offload(fn: Callable[..., T], *args: object) -> T:
+    """Run fn in a real OS thread when the web server runs on eventlet."""
+    eventlet = sys.modules.get("eventlet")
+    if eventlet is not None and eventlet.patcher.is_monkey_patched("thread"):
+        from eventlet import tpool
+
+        return tpool.execute(fn, *args)
+    return fn(*args)
+
+
+def set_password(user: User, password: str) -> None:
+    """Hash and store a password."""
+    _offload(user.set_password, password, current_app.config["PASSWORD_HASH_METHOD"])
+
+
+def check_password(user: User, password: str) -> bool:
+    """Verify a password."""
+    return _offload(user.check_password, password)

@@ -1,0 +1,65 @@
+"""`flask` commands."""
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+from typing import Iterator
+
+import click
+import sqlalchemy as sa
+from flask.cli import with_appcontext
+
+from app.extensions import db
+from app.models import Post, User, utcnow
+
+SEED_CHUNK = 50_000
+SEED_MAX = 50_000_000
+
+
+def seed_rows(count: int, chunk: int = SEED_CHUNK) -> Iterator[list[tuple[str, datetime]]]:
+    """Yield (body, timestamp) rows in chunks, one second apart, ending now (oldest first)."""
+    start = utcnow() - timedelta(seconds=count)
+    second = timedelta(seconds=1)
+    for offset in range(0, count, chunk):
+        stamp = start + second * offset
+        rows = []
+        for i in range(offset + 1, min(offset + chunk, count) + 1):
+            stamp += second
+            rows.append((f"Seed post {i} of {count}", stamp))
+        yield rows
+
+
+def insert_rows(user_id: int, count: int) -> None:
+    """Bulk insert: the driver's executemany on SQLite (~2x faster than Core), Core elsewhere."""
+    if db.engine.dialect.name == "sqlite":
+        connection = db.session.connection()
+        sql = f"INSERT INTO {Post.__tablename__} (body, timestamp, user_id) VALUES (?, ?, ?)"
+        for rows in seed_rows(count):
+            # isoformat(" ") is the text SQLAlchemy's SQLite DateTime writes, save for whole seconds,
+            # where it drops ".000000": keep the microseconds so every row reads back alike.
+            connection.exec_driver_sql(sql, [(body, f"{ts:%Y-%m-%d %H:%M:%S.%f}", user_id) for body, ts in rows])
+    else:
+        for rows in seed_rows(count):
+            db.session.execute(sa.insert(Post), [{"body": b, "timestamp": t, "user_id": user_id} for b, t in rows])
+
+
+@click.command("seed-posts")
+@click.argument("username")
+@click.argument("count")
+@with_appcontext
+def seed_posts(username: str, count: str) -> None:
+    """Add COUNT posts to the existing user USERNAME, fast (bulk insert)."""
+    try:
+        number = int(count)
+    except ValueError:
+        raise click.BadParameter(f"COUNT must be a whole number, got {count!r}.", param_hint="COUNT") from None
+    if not 1 <= number <= SEED_MAX:
+        raise click.BadParameter(f"COUNT must be between 1 and {SEED_MAX:,}, got {number}.", param_hint="COUNT")
+    user_id = db.session.scalar(sa.select(User.id).where(User.username == username))
+    if user_id is None:
+        raise click.ClickException(f"No user named {username!r}. Register it first.")
+    began = time.perf_counter()
+    insert_rows(user_id, number)
+    db.session.commit()
+    elapsed = time.perf_counter() - began
+    click.echo(f"Added {number:,} posts to {username} in {elapsed:.2f} s ({number / elapsed:,.0f} posts/s).")

@@ -1,0 +1,57 @@
+"""Post views."""
+import sqlalchemy as sa
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+from werkzeug.wrappers import Response
+
+from app.extensions import db
+from app.main import bp
+from app.main.forms import EmptyForm, PostForm
+from app.models import Post, Task, TaskStatus, User
+
+
+def _page(query: sa.Select) -> object:
+    """Paginate a query from the `page` argument; out-of-range pages are 404."""
+    return db.paginate(query, page=request.args.get("page", 1, type=int),
+                       per_page=current_app.config["POSTS_PER_PAGE"], error_out=True)
+
+
+@bp.route("/", methods=["GET", "POST"])
+@bp.route("/index", methods=["GET", "POST"])
+@login_required
+def index() -> str | Response:
+    """Home: publish a post, read your own."""
+    form = PostForm()
+    if form.validate_on_submit():
+        db.session.add(Post(body=form.post.data, author=current_user))
+        db.session.commit()
+        flash("Your post is now live!", "success")
+        return redirect(url_for("main.index"))
+    status = 400 if form.errors else 200
+    posts = _page(current_user.posts.select().order_by(Post.timestamp.desc(), Post.id.desc()))
+    return render_template("main/index.html", title="Home", form=form, posts=posts,
+                           endpoint="main.index", endpoint_args={}), status
+
+
+@bp.route("/explore")
+@login_required
+def explore() -> str:
+    """Everyone's posts, newest first."""
+    posts = _page(sa.select(Post).order_by(Post.timestamp.desc(), Post.id.desc()))
+    return render_template("main/index.html", title="Explore", posts=posts,
+                           endpoint="main.explore", endpoint_args={})
+
+
+@bp.route("/user/<username>")
+@login_required
+def user(username: str) -> str:
+    """A profile with its posts; the owner also gets the export button."""
+    person = db.first_or_404(sa.select(User).where(User.username == username))
+    posts = _page(person.posts.select().order_by(Post.timestamp.desc(), Post.id.desc()))
+    exporting = person == current_user and db.session.scalar(
+        sa.select(Task.id).where(Task.user_id == person.id, Task.name == "export_posts",
+                                 Task.status.in_(TaskStatus.active()))
+    ) is not None
+    return render_template("main/user.html", title=person.username, person=person, posts=posts,
+                           exporting=exporting, form=EmptyForm(),
+                           endpoint="main.user", endpoint_args={"username": username})

@@ -1,0 +1,159 @@
+"""Where progress is published: the Task row first, then RQ's job.meta, then a `task_progress` event.
+
+The row is the truth. Every change of state is one conditional UPDATE, so a task ends exactly once
+whoever gets there first (the job, a cancel, a failure hook or the sweep), and progress never goes
+backwards. Events are fire-and-forget through Redis; pages recover from lost ones with the snapshot
+the socket server sends on connect.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable, Protocol
+
+import sqlalchemy as sa
+from flask import current_app
+from rq import get_current_job
+
+from app.extensions import db
+from app.models import Task, TaskStatus, isoformat_z, utcnow
+
+log = logging.getLogger(__name__)
+
+EVENT = "task_progress"
+TERMINAL = (TaskStatus.FINISHED, TaskStatus.FAILED, TaskStatus.CANCELED)
+
+
+class Emitter(Protocol):
+    """Anything with Flask-SocketIO's `emit` signature."""
+
+    def emit(self, event: str, *args: Any, **kwargs: Any) -> Any: ...
+
+
+class TaskCanceled(Exception):
+    """The task's row was ended by someone else (a cancel) while the job ran."""
+
+
+def user_room(user_id: int) -> str:
+    """The Socket.IO room every connection of a user joins."""
+    return f"user:{user_id}"
+
+
+def download_url(task: Task) -> str | None:
+    """Relative download link of a finished export, else None."""
+    return f"/tasks/{task.id}/download" if task.has_download else None
+
+
+def task_payload(task: Task) -> dict[str, Any]:
+    """The `task_progress` event (and `/api/tasks/<id>`) body for a task."""
+    return {
+        "task_id": task.id,
+        "name": task.name,
+        "description": task.description,
+        "progress": task.progress,
+        "status": task.status.value,
+        "message": task.message,
+        "download_url": download_url(task),
+        "created_at": isoformat_z(task.created_at),
+        "started_at": isoformat_z(task.started_at),
+        "finished_at": isoformat_z(task.finished_at),
+    }
+
+
+def emitter() -> Emitter:
+    """The process's Socket.IO emitter: the server itself, or the worker's write-only one."""
+    return current_app.extensions["progress_emitter"]
+
+
+def publish(task: Task) -> None:
+    """Send the task's current state to every connection of its owner; never raises."""
+    try:
+        emitter().emit(EVENT, task_payload(task), to=user_room(task.user_id))
+    except Exception:  # an event lost here is repaired by the snapshot on (re)connect
+        log.exception("could not publish progress of task %s", task.id)
+
+
+def _update(task_id: str, only_if: sa.ColumnElement[bool], **values: Any) -> bool:
+    """One conditional UPDATE of a task row, committed; True if it changed the row."""
+    result = db.session.execute(
+        sa.update(Task).where(Task.id == task_id, only_if).values(**values).execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    return result.rowcount == 1
+
+
+def _reload(task_id: str) -> Task:
+    """Fresh copy of a task row after a bulk UPDATE."""
+    db.session.expire_all()
+    task = db.session.get(Task, task_id)
+    assert task is not None, task_id
+    return task
+
+
+def end_task(task_id: str, status: TaskStatus, message: str | None = None, *,
+             result_path: str | None = None, allow_delivering: bool = True) -> Task | None:
+    """End an active task once; publish and return it, or None if it had already ended."""
+    assert status in TERMINAL
+    condition = Task.status.in_(TaskStatus.active())
+    if not allow_delivering:
+        condition = condition & sa.not_(Task.delivering)
+    values: dict[str, Any] = {"status": status, "message": message, "finished_at": utcnow()}
+    if status == TaskStatus.FINISHED:
+        values.update(progress=100, result_path=result_path)
+    if not _update(task_id, condition, **values):
+        return None
+    task = _reload(task_id)
+    publish(task)
+    return task
+
+
+class ProgressPublisher:
+    """Reports one running task's progress, throttled at the source."""
+
+    def __init__(self, task_id: str, min_interval: float = 0.1,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.task_id = task_id
+        self.min_interval = min_interval
+        self.clock = clock
+        self.percent = 0
+        self._last_sent = float("-inf")
+
+    def start(self) -> Task | None:
+        """Mark the task started and announce it; None if it was canceled before it began."""
+        if not _update(self.task_id, Task.status == TaskStatus.QUEUED, status=TaskStatus.STARTED, started_at=utcnow()):
+            return None
+        task = _reload(self.task_id)
+        self.percent = task.progress
+        self._mirror_meta()
+        publish(task)
+        self._last_sent = self.clock()
+        return task
+
+    def advance(self, percent: int) -> None:
+        """Record progress if the integer percent grew and the last event is old enough."""
+        percent = max(0, min(99, int(percent)))  # 100 belongs to the finished event alone
+        if percent <= self.percent or self.clock() - self._last_sent < self.min_interval:
+            return
+        changed = _update(self.task_id, (Task.status == TaskStatus.STARTED) & (Task.progress < percent),
+                          progress=percent)
+        if not changed:
+            raise TaskCanceled(self.task_id)
+        self.percent = percent
+        self._last_sent = self.clock()
+        self._mirror_meta()
+        publish(_reload(self.task_id))
+
+    def begin_delivery(self) -> None:
+        """Claim the task for delivery: from here on a cancel is refused (409)."""
+        if not _update(self.task_id, Task.status == TaskStatus.STARTED, delivering=True):
+            raise TaskCanceled(self.task_id)
+
+    def _mirror_meta(self) -> None:
+        """Copy progress into RQ's job.meta for operators (rq-dashboard, `rq info`)."""
+        job = get_current_job()
+        if job is not None:
+            try:
+                job.meta["progress"] = self.percent
+                job.save_meta()
+            except Exception:  # Redis down: the row is the truth; the mirror can lag
+                log.warning("could not mirror progress of %s into job.meta", self.task_id)

@@ -1,0 +1,116 @@
+"""Where the socket server relays progress: authenticated connections, one room per user, snapshots.
+
+Workers publish `task_progress` to the room `user:<id>` through Redis; the server relays it.
+Here the server only decides who may connect, which room they join, and what a (re)connecting
+page needs to be current at once.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+import redis
+import sqlalchemy as sa
+from flask import Flask, current_app, request, session
+from flask_login import current_user
+from flask_socketio import ConnectionRefusedError, emit, join_room
+
+from app.extensions import db, socketio
+from app.models import Task, TaskStatus, utcnow
+from app.progress import EVENT, task_payload, user_room
+
+log = logging.getLogger(__name__)
+
+RECENT = timedelta(minutes=10)
+SESSION_SOCKETS_TTL = 24 * 3600
+
+
+def snapshot(user_id: int) -> list[dict[str, Any]]:
+    """Latest state of the user's tasks that are active or ended in the last 10 minutes."""
+    recent = utcnow() - RECENT
+    tasks = db.session.scalars(
+        sa.select(Task)
+        .where(Task.user_id == user_id,
+               sa.or_(Task.status.in_(TaskStatus.active()), Task.finished_at >= recent))
+        .order_by(Task.created_at)
+    ).all()
+    payloads = [task_payload(t) for t in tasks]
+    db.session.commit()
+    return payloads
+
+
+def session_sockets_key(sock_key: str) -> str:
+    """Redis set of the socket ids opened by one login session (for logout)."""
+    return f"microblog:session-sockets:{sock_key}"
+
+
+@socketio.on("connect")
+def on_connect(auth: Any = None) -> None:
+    """Accept logged-in users only, join their room, and bring the page current."""
+    if not current_user.is_authenticated:
+        raise ConnectionRefusedError("Log in to receive task progress.")
+    join_room(user_room(current_user.id))
+    _remember_socket(session.get("sock_key"), request.sid)
+    # Straight to this socket, not through Redis: the snapshot must arrive even if Redis is down.
+    for payload in snapshot(current_user.id):
+        emit(EVENT, payload, to=request.sid, ignore_queue=True)
+
+
+@socketio.on("disconnect")
+def on_disconnect(*_args: Any) -> None:
+    """Forget the socket id of a closed connection."""
+    _forget_socket(session.get("sock_key"), request.sid)
+
+
+def _remember_socket(sock_key: str | None, sid: str) -> None:
+    """Note which login session opened this socket, so logout can close it."""
+    if not sock_key:
+        return
+    try:
+        client = current_app.extensions["redis"]
+        key = session_sockets_key(sock_key)
+        client.pipeline().sadd(key, sid).expire(key, SESSION_SOCKETS_TTL).execute()
+    except redis.exceptions.RedisError:
+        log.warning("could not record socket %s for logout", sid)
+
+
+def _forget_socket(sock_key: str | None, sid: str) -> None:
+    """Drop a closed socket from its session's set."""
+    if not sock_key:
+        return
+    try:
+        current_app.extensions["redis"].srem(session_sockets_key(sock_key), sid)
+    except redis.exceptions.RedisError:
+        pass
+
+
+def disconnect_session_sockets(sock_key: str | None) -> int:
+    """Close every socket a login session opened, on whichever server holds it."""
+    if not sock_key:
+        return 0
+    client = current_app.extensions["redis"]
+    key = session_sockets_key(sock_key)
+    try:
+        sids = [s.decode() for s in client.smembers(key)]
+        client.delete(key)
+    except redis.exceptions.RedisError:
+        log.warning("could not list the sockets of a session being logged out")
+        return 0
+    for sid in sids:
+        # Through the message queue when the socket lives on another server.
+        socketio.server.disconnect(sid, namespace="/")
+    return len(sids)
+
+
+def resync_all_users(app: Flask) -> None:
+    """Re-send the snapshot to every user connected to this server (after a Redis gap)."""
+    with app.app_context():
+        rooms = socketio.server.manager.rooms.get("/", {})
+        for room in [r for r in rooms if isinstance(r, str) and r.startswith("user:")]:
+            try:
+                for payload in snapshot(int(room.split(":", 1)[1])):
+                    socketio.emit(EVENT, payload, to=room, ignore_queue=True)
+            except sa.exc.SQLAlchemyError:
+                db.session.rollback()
+                log.exception("re-sync of %s failed", room)

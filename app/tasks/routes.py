@@ -1,0 +1,129 @@
+"""Task views. Every task route checks the task belongs to the caller (404 otherwise)."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import redis
+import sqlalchemy as sa
+from flask import (abort, current_app, flash, has_request_context, jsonify, redirect, render_template, request,
+                   send_file, url_for)
+from flask_login import current_user, login_required
+from rq.command import send_stop_job_command
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.job import Job, JobStatus
+from werkzeug.wrappers import Response
+
+from app.extensions import db
+from app.jobs import QueueUnavailable, TaskAlreadyActive, launch_task, redis_client
+from app.main.forms import EmptyForm
+from app.models import Task, TaskStatus
+from app.progress import end_task, task_payload
+from app.tasks import bp
+
+log = logging.getLogger(__name__)
+
+
+def owned_task_or_404(task_id: str) -> Task:
+    """The caller's task, or 404 (also for other users' tasks: their ids are not confirmed)."""
+    task = db.session.get(Task, task_id)
+    if task is None or task.user_id != current_user.id:
+        abort(404, description="No such task.")
+    return task
+
+
+def _back(default: str) -> Response:
+    """Redirect (303) to a same-site `next` form field, else to default."""
+    target = request.form.get("next") or ""
+    if not target.startswith("/") or target.startswith("//"):
+        target = default
+    return redirect(target, code=303)
+
+
+@bp.route("/export_posts", methods=["POST"])
+@login_required
+def export_posts() -> Response:
+    """Launch the export of the caller's posts."""
+    try:
+        launch_task(current_user, "export_posts")
+    except TaskAlreadyActive:
+        flash("An export of your posts is already in progress.", "warning")
+    except QueueUnavailable:
+        flash("The task queue is unavailable right now, so no export was started. Please try again shortly.",
+              "danger")
+    else:
+        flash("Your export has started. Its progress shows at the top of every page.", "info")
+    return _back(url_for("main.user", username=current_user.username))
+
+
+@bp.route("/tasks")
+@login_required
+def history() -> str:
+    """The caller's tasks, newest first."""
+    page = db.paginate(
+        sa.select(Task).where(Task.user_id == current_user.id).order_by(Task.created_at.desc()),
+        page=request.args.get("page", 1, type=int), per_page=50, error_out=True,
+    )
+    return render_template("tasks/history.html", title="Your tasks", tasks=page, form=EmptyForm())
+
+
+@bp.route("/api/tasks/<task_id>")
+@login_required
+def api_task(task_id: str) -> Response:
+    """A task's state, as in the `task_progress` event."""
+    return jsonify(task_payload(owned_task_or_404(task_id)))
+
+
+@bp.route("/tasks/<task_id>/cancel", methods=["POST"])
+@login_required
+def cancel(task_id: str) -> Response | tuple[str, int]:
+    """Cancel a queued or running task; 409 once it has ended or is being delivered."""
+    owned_task_or_404(task_id)
+    # One conditional UPDATE decides between this cancel and the job's own completion.
+    if end_task(task_id, TaskStatus.CANCELED, "Canceled.", allow_delivering=False) is None:
+        message = "This task has already ended (or its result is being delivered), so it cannot be canceled."
+        return render_template("errors/error.html", code=409, message=message), 409
+    stop_job(task_id)
+    flash("The task was canceled.", "info")
+    return _back(url_for("tasks.history"))
+
+
+def stop_job(task_id: str) -> None:
+    """Take a canceled task's job off the queue, or stop it if it runs; best effort."""
+    connection = redis_client()
+    try:
+        job = Job.fetch(task_id, connection=connection)
+        if job.get_status() == JobStatus.STARTED:
+            send_stop_job_command(connection, task_id)
+        else:
+            job.cancel()
+    except (NoSuchJobError, InvalidJobOperation):
+        pass  # already gone or just finishing: the job notices the canceled row itself
+    except redis.exceptions.RedisError:
+        log.warning("task %s canceled, but Redis is unreachable; its job will notice the row", task_id)
+
+
+@bp.route("/tasks/<task_id>/download")
+@login_required
+def download(task_id: str) -> Response:
+    """The export file of a finished export, to its owner only."""
+    task = owned_task_or_404(task_id)
+    if not task.has_download:
+        abort(404, description="This task has no file to download.")
+    root = Path(current_app.config["EXPORT_DIR"]).resolve()
+    path = Path(task.result_path).resolve()
+    if root not in path.parents or not path.is_file():
+        abort(404, description="The export file is no longer available.")
+    return send_file(path, mimetype="application/json", as_attachment=True, download_name="posts.json")
+
+
+@bp.app_context_processor
+def inject_active_tasks() -> dict[str, list[Task]]:
+    """Every page renders a live bar for each of the user's unfinished tasks."""
+    if not has_request_context() or not current_user.is_authenticated:
+        return {"active_tasks": []}
+    tasks = db.session.scalars(
+        sa.select(Task).where(Task.user_id == current_user.id, Task.status.in_(TaskStatus.active()))
+        .order_by(Task.created_at)
+    ).all()
+    return {"active_tasks": tasks}

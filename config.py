@@ -1,0 +1,76 @@
+"""Configuration: one class, every value from the environment (and `.env`)."""
+import os
+
+BASEDIR = os.path.abspath(os.path.dirname(__file__))
+
+
+def _env_bool(name: str, default: bool = False) -> bool:
+    """Read a yes/no environment variable."""
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _env_int(name: str, default: int) -> int:
+    """Read an integer environment variable, naming it when it is malformed."""
+    value = os.environ.get(name)
+    if value in (None, ""):
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {value!r}") from None
+
+
+class Config:
+    """Settings read from the environment when an app is created."""
+
+    def __init__(self) -> None:
+        port = _env_int("PORT", 5000)
+        # None means: generate one on first start and keep it in the instance folder.
+        self.SECRET_KEY = os.environ.get("SECRET_KEY") or None
+        self.SQLALCHEMY_DATABASE_URI = _database_url(
+            os.environ.get("DATABASE_URL") or "sqlite:///" + os.path.join(BASEDIR, "var", "app.db")
+        )
+        self.REDIS_URL = os.environ.get("REDIS_URL") or "redis://localhost:6379/0"
+        self.TASK_QUEUE = os.environ.get("TASK_QUEUE") or "microblog-tasks"
+        # Without MAIL_SERVER, mail goes to the local sink that `make run` starts on 8025.
+        self.MAIL_SERVER = os.environ.get("MAIL_SERVER") or "127.0.0.1"
+        self.MAIL_PORT = _env_int("MAIL_PORT", 25 if os.environ.get("MAIL_SERVER") else 8025)
+        self.MAIL_USE_TLS = _env_bool("MAIL_USE_TLS")
+        self.MAIL_USERNAME = os.environ.get("MAIL_USERNAME")
+        self.MAIL_PASSWORD = os.environ.get("MAIL_PASSWORD")
+        self.MAIL_TIMEOUT = _env_int("MAIL_TIMEOUT", 30)
+        self.ADMINS = [a.strip() for a in (os.environ.get("ADMINS") or "no-reply@microblog.localhost").split(",")]
+        self.MAIL_DEFAULT_SENDER = self.ADMINS[0]
+        self.PORT = port
+        self.EXPORT_DIR = os.environ.get("EXPORT_DIR") or os.path.join(BASEDIR, "var", "exports")
+        self.MAIL_ATTACHMENT_MAX_BYTES = _env_int("MAIL_ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024)
+        self.PUBLIC_URL = (os.environ.get("PUBLIC_URL") or f"http://127.0.0.1:{port}").rstrip("/")
+        self.POSTS_PER_PAGE = _env_int("POSTS_PER_PAGE", 25)
+        # Seconds an export may run before RQ stops it; generous, a million posts take ~10 s.
+        self.TASK_TIMEOUT = _env_int("TASK_TIMEOUT", 3600)
+        # How often a process looks for tasks whose job died with its worker.
+        self.SWEEP_INTERVAL = _env_int("SWEEP_INTERVAL", 10)
+        # How often a busy RQ worker proves it is alive; the sweep trusts 3 missed beats.
+        self.JOB_MONITORING_INTERVAL = _env_int("JOB_MONITORING_INTERVAL", 5)
+        # run.py (the web server) defaults this to eventlet; CLI, worker and tests stay threaded.
+        self.SOCKETIO_ASYNC_MODE = os.environ.get("SOCKETIO_ASYNC_MODE") or "threading"
+        self.SOCKETIO_MESSAGE_QUEUE = self.REDIS_URL
+        # Extra origins a browser may open a socket from (comma separated); the server's own
+        # origin is always allowed, '*' never is.
+        self.SOCKETIO_ORIGINS = [o.strip() for o in (os.environ.get("SOCKETIO_ORIGINS") or "").split(",") if o.strip()]
+        self.PASSWORD_HASH_METHOD = os.environ.get("PASSWORD_HASH_METHOD") or "scrypt"
+        self.BOOTSTRAP_SERVE_LOCAL = True
+        self.SQLALCHEMY_TRACK_MODIFICATIONS = False
+        self.WTF_CSRF_TIME_LIMIT = None  # a tab left open for hours can still cancel its export
+        self.SESSION_COOKIE_SAMESITE = "Lax"
+        self.REMEMBER_COOKIE_SAMESITE = "Lax"
+
+
+def _database_url(url: str) -> str:
+    """Normalise database URLs (Heroku-style postgres:// is an alias)."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    return url

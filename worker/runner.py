@@ -1,0 +1,88 @@
+"""The RQ worker: a forking Worker on TASK_QUEUE, inside an app context, with the sweep beside it.
+
+Never imports eventlet: jobs run in plain forked processes. The parent preloads the job modules
+and the Socket.IO emitter before forking, so each job starts without re-importing them.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+from dotenv import load_dotenv
+from flask import Flask
+from flask_socketio import SocketIO
+from rq import Queue, Worker
+
+log = logging.getLogger("worker")
+
+
+class MicroblogWorker(Worker):
+    """RQ's forking Worker plus the hooks that keep Task rows honest."""
+
+    app: Flask | None = None
+
+    def main_work_horse(self, job: Any, queue: Queue) -> None:
+        """In the forked child: drop the parent's pooled DB connections before using any."""
+        from app.extensions import db
+
+        db.engine.dispose(close=False)
+        super().main_work_horse(job, queue)
+
+    def handle_work_horse_killed(self, job: Any, retpid: int | None, ret_val: int | None, rusage: Any) -> None:
+        """The child died without reporting (OOM, SIGKILL): fail its task now, not at the next sweep."""
+        from app.jobs.callbacks import on_work_horse_killed
+
+        super().handle_work_horse_killed(job, retpid, ret_val, rusage)
+        try:
+            on_work_horse_killed(job.id, ret_val)
+        except Exception:  # the sweep will retry; the worker must keep serving
+            log.exception("could not end task %s after its work horse died", job.id)
+
+
+def build_emitter(app: Flask) -> SocketIO:
+    """The write-only Socket.IO emitter; threading mode so eventlet is never pulled in."""
+    return SocketIO(message_queue=app.config["REDIS_URL"], channel="flask-socketio", async_mode="threading")
+
+
+def start_sweeper(app: Flask, stop: threading.Event) -> threading.Thread:
+    """Run the abandoned-task sweep every SWEEP_INTERVAL seconds in a daemon thread."""
+    from app.jobs.sweep import sweep_once
+
+    def loop() -> None:
+        while not stop.wait(app.config["SWEEP_INTERVAL"]):
+            with app.app_context():
+                sweep_once()
+
+    thread = threading.Thread(target=loop, name="task-sweeper", daemon=True)
+    thread.start()
+    return thread
+
+
+def main() -> None:
+    """Run one worker until SIGTERM/SIGINT (RQ finishes the current job on the first signal)."""
+    load_dotenv()
+    from app import create_app
+    from app.extensions import db
+    from app.jobs import redis_client, task_queue
+    from app.jobs.sweep import sweep_once
+
+    # The worker serves no sockets: no message-queue listener, no eventlet.
+    app = create_app(SOCKETIO_ASYNC_MODE="threading", SOCKETIO_MESSAGE_QUEUE=None)
+    app.extensions["progress_emitter"] = build_emitter(app)
+    with app.app_context():
+        sweep_once()  # tasks left active by a previous run (e.g. an embedded Redis that restarted)
+        db.engine.dispose()  # children must not inherit connections the sweep opened
+        worker = MicroblogWorker(
+            [task_queue()],
+            connection=redis_client(),
+            job_monitoring_interval=app.config["JOB_MONITORING_INTERVAL"],
+        )
+        stop = threading.Event()
+        start_sweeper(app, stop)
+        log.info("worker %s (pid %s) listening on %s", worker.name, os.getpid(), app.config["TASK_QUEUE"])
+        try:
+            worker.work(logging_level="INFO", with_scheduler=False)
+        finally:
+            stop.set()
