@@ -30,7 +30,7 @@ class Config:
         port = _env_int("PORT", 5000)
         # None means: generate one on first start and keep it in the instance folder.
         self.SECRET_KEY = os.environ.get("SECRET_KEY") or None
-        self.SQLALCHEMY_DATABASE_URI = _database_url(
+        self.SQLALCHEMY_DATABASE_URI = normalize_database_url(
             os.environ.get("DATABASE_URL") or "sqlite:///" + os.path.join(BASEDIR, "var", "app.db")
         )
         self.REDIS_URL = os.environ.get("REDIS_URL") or "redis://localhost:6379/0"
@@ -69,8 +69,12 @@ class Config:
         self.REMEMBER_COOKIE_SAMESITE = "Lax"
 
 
-def _database_url(url: str) -> str:
-    """Normalise database URLs (Heroku-style postgres:// is an alias)."""
-    if url.startswith("postgres://"):
-        url = "postgresql://" + url[len("postgres://"):]
+def normalize_database_url(url: str) -> str:
+    """Pick our PostgreSQL driver for plain URLs (SQLAlchemy 2.1 would pick psycopg 3).
+
+    psycopg2 is the driver psycogreen makes cooperative under eventlet; `postgres://` is an alias.
+    """
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url[len(prefix):]
     return url

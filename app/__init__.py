@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from flask import Flask
 
 from app.extensions import bootstrap, csrf, db, login, mail, migrate, socketio
-from config import Config
+from config import Config, normalize_database_url
 
 
 def create_app(config: Config | None = None, **overrides: Any) -> Flask:
@@ -21,6 +21,7 @@ def create_app(config: Config | None = None, **overrides: Any) -> Flask:
     app = Flask(__name__)
     app.config.from_object(config or Config())
     app.config.update(overrides)
+    app.config["SQLALCHEMY_DATABASE_URI"] = normalize_database_url(app.config["SQLALCHEMY_DATABASE_URI"])
     os.makedirs(app.instance_path, exist_ok=True)
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _instance_secret_key(app.instance_path)

@@ -67,6 +67,16 @@ def history() -> str:
     return render_template("tasks/history.html", title="Your tasks", tasks=page, form=EmptyForm())
 
 
+@bp.route("/api/tasks")
+@login_required
+def api_tasks() -> Response:
+    """The caller's 50 newest tasks, newest first."""
+    tasks = db.session.scalars(
+        sa.select(Task).where(Task.user_id == current_user.id).order_by(Task.created_at.desc()).limit(50)
+    ).all()
+    return jsonify(tasks=[task_payload(t) for t in tasks])
+
+
 @bp.route("/api/tasks/<task_id>")
 @login_required
 def api_task(task_id: str) -> Response:

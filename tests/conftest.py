@@ -1,0 +1,205 @@
+"""Fixtures: `app`, `client`, `runner`, `auth` and factories (flaskr style), on SQLite and PostgreSQL;
+and `stack`, a real deployment (web server, worker, Redis, SMTP) for pipeline tests."""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from config import normalize_database_url
+import sqlalchemy as sa
+
+from tests.harness import ROOT, RedisServer, SmtpServer, Stack, migrate, new_database_url
+
+DATABASES = ["sqlite", "postgresql"]
+CSRF_RE = re.compile(r'name="csrf-token" content="([^"]+)"')
+
+
+@pytest.fixture(params=DATABASES)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, migrated database: each test gets its own (SQLite file or PostgreSQL database)."""
+    url, drop = new_database_url(request.param, tmp_path)
+    try:
+        yield url
+    finally:
+        drop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A private Redis for the fast tests (the machine's own is left alone)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def app(database_url: str, tmp_path: Path, redis_server: RedisServer):
+    """An app on a fresh database, without a message queue (the test client cannot use one)."""
+    from flask_migrate import upgrade
+
+    from app import create_app
+    from app.extensions import db
+
+    app = create_app(
+        TESTING=True,
+        SECRET_KEY="test",
+        SQLALCHEMY_DATABASE_URI=database_url,
+        SOCKETIO_MESSAGE_QUEUE=None,
+        REDIS_URL=redis_server.url,
+        EXPORT_DIR=str(tmp_path / "exports"),
+        PASSWORD_HASH_METHOD="pbkdf2:sha256:1000",
+        POSTS_PER_PAGE=5,
+    )
+    with app.app_context():
+        upgrade(directory=str(ROOT / "migrations"))
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    """Flask's test client."""
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    """Flask's CLI runner."""
+    return app.test_cli_runner()
+
+
+def csrf_token(client) -> str:
+    """The CSRF token of the client's session, read from a page as a browser would."""
+    page = client.get("/auth/login", follow_redirects=True)
+    return CSRF_RE.search(page.get_data(as_text=True)).group(1)
+
+
+class AuthActions:
+    """Register, log in and out through the real forms."""
+
+    def __init__(self, client) -> None:
+        self._client = client
+
+    def register(self, username: str = "alice", email: str | None = None, password: str = "password123",
+                 password2: str | None = None):
+        """POST the registration form."""
+        return self._client.post("/auth/register", data={
+            "username": username, "email": email or f"{username}@example.com", "password": password,
+            "password2": password if password2 is None else password2, "csrf_token": csrf_token(self._client),
+        })
+
+    def login(self, username: str = "alice", password: str = "password123", remember_me: bool = False):
+        """POST the login form."""
+        data = {"username": username, "password": password, "csrf_token": csrf_token(self._client)}
+        if remember_me:
+            data["remember_me"] = "y"
+        return self._client.post("/auth/login", data=data)
+
+    def logout(self):
+        """POST the logout form."""
+        return self._client.post("/auth/logout", data={"csrf_token": csrf_token(self._client)})
+
+    def post(self, url: str, data: dict | None = None, **kwargs):
+        """POST any form with a valid CSRF token."""
+        return self._client.post(url, data={"csrf_token": csrf_token(self._client), **(data or {})}, **kwargs)
+
+
+@pytest.fixture
+def auth(client) -> AuthActions:
+    """Helper for the account forms."""
+    return AuthActions(client)
+
+
+@pytest.fixture
+def make_user(app):
+    """Factory: a user in the database (password 'password123')."""
+    from app.extensions import db
+    from app.models import User
+
+    def make(username: str = "alice", email: str | None = None) -> User:
+        with app.app_context():
+            user = User(username=username, email=email or f"{username}@example.com")
+            user.set_password("password123", "pbkdf2:sha256:1000")
+            db.session.add(user)
+            db.session.commit()
+            db.session.refresh(user)
+            db.session.expunge(user)
+            return user
+
+    return make
+
+
+@pytest.fixture
+def make_posts(app):
+    """Factory: COUNT posts for a user, oldest first, via the same bulk path as `flask seed-posts`."""
+    from app.cli import insert_rows
+    from app.extensions import db
+
+    def make(user_id: int, count: int) -> None:
+        with app.app_context():
+            insert_rows(user_id, count)
+            db.session.commit()
+
+    return make
+
+
+# --- the real deployment -------------------------------------------------------------------------
+
+@pytest.fixture(scope="module", params=DATABASES)
+def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Private Redis, SMTP server, one web server (eventlet) and one worker, on a migrated database."""
+    workdir = tmp_path_factory.mktemp(f"stack-{request.param}")
+    url, drop = new_database_url(request.param, workdir)
+    migrate(url)
+    redis_server = RedisServer(workdir / "redis").start()
+    smtp = SmtpServer().start()
+    deployment = Stack(workdir, url, redis_server, smtp, extra_env={"MAIL_ATTACHMENT_MAX_BYTES": "100000"})
+    deployment.kind = request.param
+    try:
+        deployment.start_web()
+        deployment.start_worker()
+        yield deployment
+    finally:
+        deployment.stop()
+        smtp.stop()
+        redis_server.stop()
+        drop()
+
+
+def seed(database_url: str, username: str, count: int) -> None:
+    """Add posts to a user of a running deployment, through `flask seed-posts`."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, DATABASE_URL=database_url, FLASK_APP="app:create_app",
+               PYTHONWARNINGS="ignore::DeprecationWarning")
+    subprocess.run([sys.executable, "-m", "flask", "seed-posts", username, str(count)], cwd=ROOT, env=env,
+                   check=True, capture_output=True)
+
+
+def read_posts(database_url: str, username: str) -> list[dict]:
+    """The user's posts as the export must write them: oldest first, ISO 8601 UTC with Z."""
+    from app.models import isoformat_z
+
+    engine = sa.create_engine(normalize_database_url(database_url))
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text(
+                'SELECT p.body, p.timestamp FROM post p JOIN "user" u ON u.id = p.user_id '
+                "WHERE u.username = :name ORDER BY p.timestamp, p.id"), {"name": username}).all()
+    finally:
+        engine.dispose()
+    out = []
+    for body, ts in rows:
+        if isinstance(ts, str):  # SQLite text
+            from datetime import datetime
+
+            ts = datetime.fromisoformat(ts)
+        out.append({"body": body, "timestamp": isoformat_z(ts)})
+    return out

@@ -1,0 +1,387 @@
+"""Real parts for pipeline tests: a private Redis, the web server, RQ workers, an SMTP server,
+logged-in HTTP sessions and Socket.IO clients. Nothing here is a fake."""
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+import re
+import secrets
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import redis
+import requests
+import socketio
+from aiosmtpd.controller import Controller
+from rq import Worker
+
+from scripts.services import ManagedProcess, free_port, redis_command, wait_for_port
+
+ROOT = Path(__file__).resolve().parent.parent
+TERMINAL = ("finished", "failed", "canceled")
+PASSWORD = "correct horse battery"
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
+    """Poll predicate until it returns something truthy; fail with `what` after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+class RedisServer:
+    """A private redis-server on a free port that a test may stop and start."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: ManagedProcess | None = None
+
+    def start(self) -> "RedisServer":
+        """Start (or restart) the server and wait for its port."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.process = ManagedProcess(redis_command(self.port, self.workdir), self.workdir / "redis.log").start()
+        wait_for_port("127.0.0.1", self.port, 10)
+        return self
+
+    def stop(self) -> None:
+        """Stop the server (its data is gone: no persistence, as in production's embedded one)."""
+        if self.process:
+            self.process.stop()
+
+    def client(self) -> redis.Redis:
+        """A client of this server."""
+        return redis.Redis.from_url(self.url)
+
+
+@dataclass
+class Mail:
+    """One message the SMTP server received."""
+
+    rcpt: list[str]
+    message: email.message.EmailMessage
+
+    def attachment(self, name: str) -> tuple[str, bytes] | None:
+        """(content type, bytes) of the named attachment, or None."""
+        for part in self.message.iter_attachments():
+            if part.get_filename() == name:
+                return part.get_content_type(), part.get_payload(decode=True)
+        return None
+
+    def text(self) -> str:
+        """The plain-text body."""
+        return self.message.get_body(("plain",)).get_content()
+
+
+class SmtpServer:
+    """aiosmtpd on a free port, keeping what it receives; refuses recipients containing '+refuse'."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.mails: list[Mail] = []
+        self._cond = threading.Condition()
+        self.controller: Controller | None = None
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802 (aiosmtpd API)
+        """Refuse the marked addresses, accept the rest."""
+        if "+refuse" in address:
+            return "550 5.1.1 Mailbox refused by test server"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd API)
+        """Keep the parsed message."""
+        msg = email.message_from_bytes(envelope.original_content or envelope.content, policy=email.policy.default)
+        with self._cond:
+            self.mails.append(Mail(list(envelope.rcpt_tos), msg))
+            self._cond.notify_all()
+        return "250 Message accepted for delivery"
+
+    def start(self) -> "SmtpServer":
+        """Listen on 127.0.0.1:port."""
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port, data_size_limit=0)
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop listening: connections are refused from now on."""
+        if self.controller:
+            self.controller.stop()
+            self.controller = None
+
+    def wait_for(self, rcpt: str, timeout: float = 30) -> Mail:
+        """The first mail to rcpt, waiting for it to arrive."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for mail in self.mails:
+                    if rcpt in mail.rcpt:
+                        return mail
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no mail to {rcpt} within {timeout} s")
+                self._cond.wait(left)
+
+    def to(self, rcpt: str) -> list[Mail]:
+        """Every mail received for rcpt so far."""
+        with self._cond:
+            return [m for m in self.mails if rcpt in m.rcpt]
+
+
+@dataclass
+class Stack:
+    """Web server(s), workers, Redis and SMTP of one test deployment."""
+
+    workdir: Path
+    database_url: str
+    redis: RedisServer
+    smtp: SmtpServer
+    extra_env: dict[str, str] = field(default_factory=dict)
+    webs: list[ManagedProcess] = field(default_factory=list)
+    workers: list[ManagedProcess] = field(default_factory=list)
+    ports: list[int] = field(default_factory=list)
+
+    @property
+    def export_dir(self) -> Path:
+        """Where exports are written."""
+        return self.workdir / "exports"
+
+    def env(self, **more: str) -> dict[str, str]:
+        """The environment every process of this deployment shares."""
+        env = dict(os.environ)
+        for key in ("FLASK_APP", "SOCKETIO_ASYNC_MODE", "MAIL_SERVER", "PORT"):
+            env.pop(key, None)
+        env.update({
+            "SECRET_KEY": "test-" + self.workdir.name,
+            "DATABASE_URL": self.database_url,
+            "REDIS_URL": self.redis.url,
+            "TASK_QUEUE": "microblog-tasks",
+            "MAIL_SERVER": "127.0.0.1",
+            "MAIL_PORT": str(self.smtp.port),
+            "MAIL_TIMEOUT": "5",
+            "EXPORT_DIR": str(self.export_dir),
+            "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",  # fast hashes: tests log in a lot
+            "SWEEP_INTERVAL": "2",
+            "JOB_MONITORING_INTERVAL": "2",
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONWARNINGS": "ignore::DeprecationWarning",
+        })
+        if self.ports:  # links in emails point at the first web server
+            env["PUBLIC_URL"] = self.url
+        env.update(self.extra_env)
+        env.update(more)
+        return env
+
+    @property
+    def url(self) -> str:
+        """Base URL of the first web server."""
+        return f"http://127.0.0.1:{self.ports[0]}"
+
+    def start_web(self, port: int | None = None) -> ManagedProcess:
+        """Start `python run.py` on a port and wait until it serves pages."""
+        port = port or free_port()
+        web = ManagedProcess([sys.executable, "run.py"], self.workdir / f"web-{port}.log",
+                             env=self.env(PORT=str(port), PUBLIC_URL=f"http://127.0.0.1:{port}"),
+                             cwd=str(ROOT)).start()
+        try:
+            wait_until(lambda: _answers(f"http://127.0.0.1:{port}/auth/login"), 30, f"web server on {port}")
+        except AssertionError:
+            raise AssertionError("web server did not start:\n" + web.tail())
+        if port not in self.ports:
+            self.ports.append(port)
+        self.webs.append(web)
+        return web
+
+    def start_worker(self) -> ManagedProcess:
+        """Start `python -m worker` and wait until it registers in Redis."""
+        worker = ManagedProcess([sys.executable, "-m", "worker"],
+                                self.workdir / f"worker-{len(self.workers)}.log",
+                                env=self.env(), cwd=str(ROOT)).start()
+        connection = self.redis.client()
+        try:
+            wait_until(lambda: any(w.pid == worker.pid for w in Worker.all(connection=connection)), 30,
+                       "the worker to register in Redis")
+        except AssertionError:
+            raise AssertionError("worker did not start:\n" + worker.tail())
+        self.workers.append(worker)
+        return worker
+
+    def stop(self) -> None:
+        """Stop every process of the deployment."""
+        for proc in self.workers + self.webs:
+            proc.stop()
+
+    def logs(self) -> str:
+        """Tails of every log, for a failing test's report."""
+        return "\n".join(f"--- {p.log_path.name}\n{p.tail()}" for p in self.webs + self.workers)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
+
+
+class Browserless:
+    """A user driving the site over HTTP (requests) and Socket.IO (python-socketio)."""
+
+    def __init__(self, base_url: str, username: str | None = None) -> None:
+        self.base_url = base_url
+        self.username = username or "u" + uuid.uuid4().hex[:10]
+        self.email = f"{self.username}@example.com"
+        self.http = requests.Session()
+
+    def csrf(self) -> str:
+        """A CSRF token for this session (the login page, or home once logged in)."""
+        page = self.http.get(self.base_url + "/auth/login")
+        return CSRF_META.search(page.text).group(1)
+
+    def post(self, path: str, data: dict | None = None, **kwargs: Any) -> requests.Response:
+        """POST a form with this session's CSRF token."""
+        return self.http.post(self.base_url + path, data={"csrf_token": self.csrf(), **(data or {})}, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        """GET a page or API route."""
+        return self.http.get(self.base_url + path, **kwargs)
+
+    def register(self, email: str | None = None) -> "Browserless":
+        """Create the account."""
+        if email:
+            self.email = email
+        r = self.post("/auth/register", {"username": self.username, "email": self.email,
+                                         "password": PASSWORD, "password2": PASSWORD}, allow_redirects=False)
+        assert r.status_code == 302, r.text[:500]
+        return self
+
+    def login(self) -> "Browserless":
+        """Log in."""
+        r = self.post("/auth/login", {"username": self.username, "password": PASSWORD}, allow_redirects=False)
+        assert r.status_code == 302, r.text[:500]
+        return self
+
+    def cookie_header(self) -> str:
+        """The Cookie header a browser of this session would send."""
+        return "; ".join(f"{c.name}={c.value}" for c in self.http.cookies)
+
+    def socket(self, **kwargs: Any) -> "Watcher":
+        """A connected Socket.IO client carrying this session's cookie."""
+        return Watcher(self.base_url, self.cookie_header(), **kwargs)
+
+    def export(self) -> str:
+        """Launch an export and return the new task's id."""
+        r = self.post("/export_posts", allow_redirects=False)
+        assert r.status_code == 303, r.status_code
+        tasks = self.tasks()
+        assert tasks and tasks[0]["status"] in ("queued", "started", "finished"), tasks[:1]
+        return tasks[0]["task_id"]
+
+    def tasks(self) -> list[dict]:
+        """The user's tasks, newest first, from the JSON API."""
+        r = self.get("/api/tasks")
+        assert r.status_code == 200, r.status_code
+        return r.json()["tasks"]
+
+
+class Watcher:
+    """A python-socketio client that records every `task_progress` event it receives."""
+
+    def __init__(self, base_url: str, cookie: str | None, transports: list[str] | None = None,
+                 headers: dict[str, str] | None = None, reconnection: bool = True) -> None:
+        self.events: list[dict] = []
+        self._cond = threading.Condition()
+        self.client = socketio.Client(reconnection=reconnection, reconnection_delay=0.2,
+                                      reconnection_delay_max=1)
+        self.client.on("task_progress", self._on_event)
+        self.connects = 0
+        self.client.on("connect", self._on_connect)
+        all_headers = dict(headers or {})
+        if cookie:
+            all_headers["Cookie"] = cookie
+        self.client.connect(base_url, headers=all_headers, transports=transports or ["websocket"], wait_timeout=10)
+
+    def _on_connect(self) -> None:
+        with self._cond:
+            self.connects += 1
+            self._cond.notify_all()
+
+    def _on_event(self, data: dict) -> None:
+        with self._cond:
+            self.events.append(data)
+            self._cond.notify_all()
+
+    def wait_for(self, predicate: Callable[[dict], bool], timeout: float = 30, what: str = "an event") -> dict:
+        """The first recorded event matching predicate, waiting for it if needed."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for event in self.events:
+                    if predicate(event):
+                        return event
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"timed out waiting for {what}; got {self.events[-5:]}")
+                self._cond.wait(left)
+
+    def terminal(self, task_id: str, timeout: float = 60) -> dict:
+        """The first terminal event of a task."""
+        return self.wait_for(lambda e: e["task_id"] == task_id and e["status"] in TERMINAL, timeout,
+                             f"the end of task {task_id}")
+
+    def of(self, task_id: str) -> list[dict]:
+        """Every event recorded for a task."""
+        with self._cond:
+            return [e for e in self.events if e["task_id"] == task_id]
+
+    def close(self) -> None:
+        """Disconnect."""
+        try:
+            self.client.disconnect()
+        except Exception:
+            pass
+
+
+def new_database_url(kind: str, tmp: Path) -> tuple[str, Callable[[], None]]:
+    """A fresh, empty database of the given kind and a function that removes it."""
+    if kind == "sqlite":
+        return f"sqlite:///{tmp / 'app.db'}", lambda: None
+    import psycopg2
+
+    name = "mb_test_" + secrets.token_hex(6)
+    admin = psycopg2.connect(os.environ.get("TEST_POSTGRES_ADMIN", "postgresql://postgres@127.0.0.1/postgres"))
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with admin.cursor() as cur:
+            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.close()
+
+    return f"postgresql://postgres@127.0.0.1/{name}", drop
+
+
+def migrate(database_url: str) -> None:
+    """Apply the migrations to a database (as `flask db upgrade` does)."""
+    import subprocess
+
+    env = dict(os.environ, DATABASE_URL=database_url, FLASK_APP="app:create_app",
+               PYTHONWARNINGS="ignore::DeprecationWarning")
+    subprocess.run([sys.executable, "-m", "flask", "db", "upgrade"], cwd=ROOT, env=env, check=True,
+                   capture_output=True)
