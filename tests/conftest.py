@@ -2,17 +2,14 @@
 and `stack`, a real deployment (web server, worker, Redis, SMTP) for pipeline tests."""
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from config import normalize_database_url
-import sqlalchemy as sa
 
-from tests.harness import ROOT, RedisServer, SmtpServer, Stack, migrate, new_database_url
+from tests.harness import ROOT, RedisServer, SmtpServer, Stack, migrate, new_database_url, read_posts, seed  # noqa: F401
 
 DATABASES = ["sqlite", "postgresql"]
 CSRF_RE = re.compile(r'name="csrf-token" content="([^"]+)"')
@@ -170,36 +167,3 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         smtp.stop()
         redis_server.stop()
         drop()
-
-
-def seed(database_url: str, username: str, count: int) -> None:
-    """Add posts to a user of a running deployment, through `flask seed-posts`."""
-    import subprocess
-    import sys
-
-    env = dict(os.environ, DATABASE_URL=database_url, FLASK_APP="app:create_app",
-               PYTHONWARNINGS="ignore::DeprecationWarning")
-    subprocess.run([sys.executable, "-m", "flask", "seed-posts", username, str(count)], cwd=ROOT, env=env,
-                   check=True, capture_output=True)
-
-
-def read_posts(database_url: str, username: str) -> list[dict]:
-    """The user's posts as the export must write them: oldest first, ISO 8601 UTC with Z."""
-    from app.models import isoformat_z
-
-    engine = sa.create_engine(normalize_database_url(database_url))
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(sa.text(
-                'SELECT p.body, p.timestamp FROM post p JOIN "user" u ON u.id = p.user_id '
-                "WHERE u.username = :name ORDER BY p.timestamp, p.id"), {"name": username}).all()
-    finally:
-        engine.dispose()
-    out = []
-    for body, ts in rows:
-        if isinstance(ts, str):  # SQLite text
-            from datetime import datetime
-
-            ts = datetime.fromisoformat(ts)
-        out.append({"body": body, "timestamp": isoformat_z(ts)})
-    return out

@@ -17,10 +17,12 @@ from typing import Any, Callable
 
 import redis
 import requests
+import sqlalchemy as sa
 import socketio
 from aiosmtpd.controller import Controller
 from rq import Worker
 
+from config import normalize_database_url
 from scripts.services import ManagedProcess, free_port, redis_command, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -385,3 +387,54 @@ def migrate(database_url: str) -> None:
                PYTHONWARNINGS="ignore::DeprecationWarning")
     subprocess.run([sys.executable, "-m", "flask", "db", "upgrade"], cwd=ROOT, env=env, check=True,
                    capture_output=True)
+
+
+def seed(database_url: str, username: str, count: int) -> None:
+    """Add posts to a user of a running deployment, through `flask seed-posts`."""
+    import subprocess
+
+    env = dict(os.environ, DATABASE_URL=database_url, FLASK_APP="app:create_app",
+               PYTHONWARNINGS="ignore::DeprecationWarning")
+    subprocess.run([sys.executable, "-m", "flask", "seed-posts", username, str(count)], cwd=ROOT, env=env,
+                   check=True, capture_output=True)
+
+
+def read_posts(database_url: str, username: str) -> list[dict]:
+    """The user's posts as the export must write them: oldest first, ISO 8601 UTC with Z."""
+    from app.models import isoformat_z
+
+    engine = sa.create_engine(normalize_database_url(database_url))
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text(
+                'SELECT p.body, p.timestamp FROM post p JOIN "user" u ON u.id = p.user_id '
+                "WHERE u.username = :name ORDER BY p.timestamp, p.id"), {"name": username}).all()
+    finally:
+        engine.dispose()
+    out = []
+    for body, ts in rows:
+        if isinstance(ts, str):  # SQLite text
+            from datetime import datetime
+
+            ts = datetime.fromisoformat(ts)
+        out.append({"body": body, "timestamp": isoformat_z(ts)})
+    return out
+
+
+def new_user(stack: Stack, posts: int = 0, email: str | None = None) -> "Browserless":
+    """A registered, logged-in user of a deployment with `posts` posts."""
+    user = Browserless(stack.url).register(email).login()
+    if posts:
+        seed(stack.database_url, user.username, posts)
+    return user
+
+
+STATUS_ORDER = {"queued": 0, "started": 1, "finished": 2, "failed": 2, "canceled": 2}
+
+
+def assert_well_ordered(events: list[dict]) -> None:
+    """Statuses move forward, progress never goes backwards, exactly one terminal event."""
+    assert [STATUS_ORDER[e["status"]] for e in events] == sorted(STATUS_ORDER[e["status"]] for e in events)
+    progress = [e["progress"] for e in events]
+    assert progress == sorted(progress), progress
+    assert sum(e["status"] in TERMINAL for e in events) == 1, events[-3:]

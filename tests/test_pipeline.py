@@ -11,27 +11,7 @@ from config import normalize_database_url
 import requests
 import socketio
 
-from tests.conftest import read_posts, seed
-from tests.harness import TERMINAL, Browserless, Watcher, wait_until
-
-STATUS_ORDER = {"queued": 0, "started": 1, "finished": 2, "failed": 2, "canceled": 2}
-
-
-def new_user(stack, posts: int = 0, email: str | None = None) -> Browserless:
-    """A registered, logged-in user with `posts` posts."""
-    user = Browserless(stack.url).register(email).login()
-    if posts:
-        seed(stack.database_url, user.username, posts)
-    return user
-
-
-def assert_well_ordered(events: list[dict]) -> None:
-    """Statuses move forward, progress never goes backwards, exactly one terminal event."""
-    assert [STATUS_ORDER[e["status"]] for e in events] == sorted(STATUS_ORDER[e["status"]] for e in events)
-    progress = [e["progress"] for e in events]
-    assert progress == sorted(progress), progress
-    assert sum(e["status"] in TERMINAL for e in events) == 1, events[-3:]
-
+from tests.harness import Watcher, assert_well_ordered, new_user, read_posts, wait_until
 
 def test_export_end_to_end(stack):
     """Events arrive in order, end once with 100; the mail carries exactly the posts; download matches."""
@@ -145,7 +125,6 @@ def test_anonymous_forged_and_cross_origin_sockets_are_refused(stack):
 def test_failed_export_ends_failed_once_with_a_reason(stack):
     """An export that cannot write its file ends `failed` with a readable message, never 100%."""
     user = new_user(stack, posts=20)
-    user_id = int(user.get("/api/tasks").json().get("user_id", 0) or 0) or None
     watcher = user.socket()
     try:
         # Block this user's export folder with a plain file: writing must fail.

@@ -5,8 +5,10 @@ and the Socket.IO emitter before forking, so each job starts without re-importin
 """
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import signal
 import threading
 from typing import Any
 
@@ -17,16 +19,20 @@ from rq import Queue, Worker
 
 log = logging.getLogger("worker")
 
+PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
+
 
 class MicroblogWorker(Worker):
     """RQ's forking Worker plus the hooks that keep Task rows honest."""
 
-    app: Flask | None = None
+    # RQ backs off up to 60 s between reconnects; after a Redis restart users would wait that long.
+    max_connection_wait_time = 2.0
 
     def main_work_horse(self, job: Any, queue: Queue) -> None:
-        """In the forked child: drop the parent's pooled DB connections before using any."""
+        """In the forked child: die with the worker, and drop the parent's pooled DB connections."""
         from app.extensions import db
 
+        die_with_parent()
         db.engine.dispose(close=False)
         super().main_work_horse(job, queue)
 
@@ -39,6 +45,21 @@ class MicroblogWorker(Worker):
             on_work_horse_killed(job.id, ret_val)
         except Exception:  # the sweep will retry; the worker must keep serving
             log.exception("could not end task %s after its work horse died", job.id)
+
+
+def die_with_parent() -> None:
+    """Linux: SIGKILL this process when its parent dies, so no job runs on without its worker.
+
+    An orphaned work horse has nobody to heartbeat for it: the sweep would fail its task while it
+    kept running and maybe mailed a result the user was told had failed.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the sweep still ends the task
+        return
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 def build_emitter(app: Flask) -> SocketIO:
@@ -60,6 +81,21 @@ def start_sweeper(app: Flask, stop: threading.Event) -> threading.Thread:
     return thread
 
 
+def wait_for_redis(stop: threading.Event, interval: float = 1.0) -> None:
+    """Block until Redis answers PING (or stop is set)."""
+    import redis
+
+    from app.jobs import redis_client
+
+    while not stop.is_set():
+        try:
+            if redis_client().ping():
+                return
+        except redis.exceptions.RedisError:
+            pass
+        stop.wait(interval)
+
+
 def main() -> None:
     """Run one worker until SIGTERM/SIGINT (RQ finishes the current job on the first signal)."""
     load_dotenv()
@@ -73,16 +109,22 @@ def main() -> None:
     app.extensions["progress_emitter"] = build_emitter(app)
     with app.app_context():
         sweep_once()  # tasks left active by a previous run (e.g. an embedded Redis that restarted)
-        db.engine.dispose()  # children must not inherit connections the sweep opened
-        worker = MicroblogWorker(
-            [task_queue()],
-            connection=redis_client(),
-            job_monitoring_interval=app.config["JOB_MONITORING_INTERVAL"],
-        )
         stop = threading.Event()
         start_sweeper(app, stop)
-        log.info("worker %s (pid %s) listening on %s", worker.name, os.getpid(), app.config["TASK_QUEUE"])
         try:
-            worker.work(logging_level="INFO", with_scheduler=False)
+            while not stop.is_set():
+                db.engine.dispose()  # children must not inherit connections the sweeps opened
+                worker = MicroblogWorker(
+                    [task_queue()],
+                    connection=redis_client(),
+                    job_monitoring_interval=app.config["JOB_MONITORING_INTERVAL"],
+                )
+                log.info("worker %s (pid %s) listening on %s", worker.name, os.getpid(), app.config["TASK_QUEUE"])
+                worker.work(logging_level="INFO", with_scheduler=False)
+                if worker._stop_requested:  # SIGTERM/SIGINT: RQ finished the current job; we are done
+                    break
+                # RQ quits its loop when Redis vanishes mid-job; come back once Redis does.
+                log.warning("worker loop ended unexpectedly; starting again once Redis answers")
+                wait_for_redis(stop)
         finally:
             stop.set()
