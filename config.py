@@ -53,6 +53,8 @@ class Config:
         self.TASK_TIMEOUT = _env_int("TASK_TIMEOUT", 3600)
         # How often a process looks for tasks whose job died with its worker.
         self.SWEEP_INTERVAL = _env_int("SWEEP_INTERVAL", 10)
+        # A task whose job is missing from Redis for this long was lost (e.g. Redis restarted).
+        self.SWEEP_ENQUEUE_GRACE = _env_int("SWEEP_ENQUEUE_GRACE", 30)
         # How often a busy RQ worker proves it is alive; the sweep trusts 3 missed beats.
         self.JOB_MONITORING_INTERVAL = _env_int("JOB_MONITORING_INTERVAL", 5)
         # run.py (the web server) defaults this to eventlet; CLI, worker and tests stay threaded.

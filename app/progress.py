@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Protocol, TypeVar
 
 import sqlalchemy as sa
 from flask import current_app
@@ -19,6 +19,7 @@ from app.extensions import db
 from app.models import Task, TaskStatus, isoformat_z, utcnow
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 EVENT = "task_progress"
 TERMINAL = (TaskStatus.FINISHED, TaskStatus.FAILED, TaskStatus.CANCELED)
@@ -73,21 +74,43 @@ def publish(task: Task) -> None:
         log.exception("could not publish progress of task %s", task.id)
 
 
-def _update(task_id: str, only_if: sa.ColumnElement[bool], **values: Any) -> bool:
+def with_db_retry(fn: Callable[[], T], attempts: int = 4, delay: float = 0.5) -> T:
+    """Run a short transaction, again after a pause if the database was locked or the connection dropped."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except sa.exc.OperationalError as exc:  # SQLite "database is locked", a dropped PostgreSQL link
+            db.session.rollback()  # an invalidated connection is replaced on the next use
+            if attempt == attempts:
+                raise
+            log.warning("database unavailable (%s); attempt %d of %d", exc.orig, attempt, attempts)
+            time.sleep(delay * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")
+
+
+def _update(task_id: str, only_if: sa.ColumnElement[bool], *, attempts: int = 4, **values: Any) -> bool:
     """One conditional UPDATE of a task row, committed; True if it changed the row."""
-    result = db.session.execute(
-        sa.update(Task).where(Task.id == task_id, only_if).values(**values).execution_options(synchronize_session=False)
-    )
-    db.session.commit()
-    return result.rowcount == 1
+    def run() -> bool:
+        result = db.session.execute(
+            sa.update(Task).where(Task.id == task_id, only_if).values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        db.session.commit()
+        return result.rowcount == 1
+
+    return with_db_retry(run, attempts)
 
 
 def _reload(task_id: str) -> Task:
     """Fresh copy of a task row after a bulk UPDATE."""
-    db.session.expire_all()
-    task = db.session.get(Task, task_id)
-    assert task is not None, task_id
-    return task
+    def run() -> Task:
+        db.session.expire_all()
+        task = db.session.get(Task, task_id)
+        assert task is not None, task_id
+        db.session.commit()  # end the read transaction at once
+        return task
+
+    return with_db_retry(run)
 
 
 def end_task(task_id: str, status: TaskStatus, message: str | None = None, *,
@@ -134,8 +157,14 @@ class ProgressPublisher:
         percent = max(0, min(99, int(percent)))  # 100 belongs to the finished event alone
         if percent <= self.percent or self.clock() - self._last_sent < self.min_interval:
             return
-        changed = _update(self.task_id, (Task.status == TaskStatus.STARTED) & (Task.progress < percent),
-                          progress=percent)
+        try:
+            changed = _update(self.task_id, (Task.status == TaskStatus.STARTED) & (Task.progress < percent),
+                              attempts=1, progress=percent)
+        except sa.exc.OperationalError:
+            # A progress step is not worth stalling the export for: the next one will try again.
+            log.warning("task %s: progress %d%% not recorded, the database is busy", self.task_id, percent)
+            self._last_sent = self.clock()
+            return
         if not changed:
             raise TaskCanceled(self.task_id)
         self.percent = percent

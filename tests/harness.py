@@ -176,6 +176,7 @@ class Stack:
             "EXPORT_DIR": str(self.export_dir),
             "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",  # fast hashes: tests log in a lot
             "SWEEP_INTERVAL": "2",
+            "SWEEP_ENQUEUE_GRACE": "5",
             "JOB_MONITORING_INTERVAL": "2",
             "PYTHONUNBUFFERED": "1",
             "PYTHONWARNINGS": "ignore::DeprecationWarning",
@@ -306,6 +307,7 @@ class Watcher:
     def __init__(self, base_url: str, cookie: str | None, transports: list[str] | None = None,
                  headers: dict[str, str] | None = None, reconnection: bool = True) -> None:
         self.events: list[dict] = []
+        self.received_at: dict[int, float] = {}  # id(event) -> monotonic time of receipt
         self._cond = threading.Condition()
         self.client = socketio.Client(reconnection=reconnection, reconnection_delay=0.2,
                                       reconnection_delay_max=1)
@@ -325,6 +327,7 @@ class Watcher:
     def _on_event(self, data: dict) -> None:
         with self._cond:
             self.events.append(data)
+            self.received_at[id(data)] = time.monotonic()
             self._cond.notify_all()
 
     def wait_for(self, predicate: Callable[[dict], bool], timeout: float = 30, what: str = "an event") -> dict:

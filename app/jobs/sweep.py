@@ -25,8 +25,6 @@ from app.progress import end_task
 
 log = logging.getLogger(__name__)
 
-# A task row is committed a moment before its job is enqueued: give that moment room.
-ENQUEUE_GRACE = timedelta(seconds=30)
 JOB_LOST = "The task was lost when the task queue restarted. Please try again."
 JOB_FAILED = "The task failed in the worker. Please try again."
 
@@ -36,12 +34,14 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
-def abandoned_reason(task: Task, connection: redis.Redis, heartbeat_limit: float) -> str | None:
+def abandoned_reason(task: Task, connection: redis.Redis, heartbeat_limit: float,
+                     enqueue_grace: timedelta) -> str | None:
     """Why an active task can no longer end by itself, or None while its job is alive or waiting."""
     try:
         job = Job.fetch(task.id, connection=connection)
     except NoSuchJobError:
-        return JOB_LOST if utcnow() - task.created_at > ENQUEUE_GRACE else None
+        # A row is committed a moment before its job is enqueued: give that moment room.
+        return JOB_LOST if utcnow() - task.created_at > enqueue_grace else None
     status = job.get_status(refresh=False)
     if status == JobStatus.STARTED:
         beat = job.last_heartbeat or job.started_at
@@ -61,11 +61,12 @@ def sweep_abandoned_tasks() -> int:
     config = current_app.config
     connection = redis_client()
     heartbeat_limit = 3 * config["JOB_MONITORING_INTERVAL"] + 5
+    enqueue_grace = timedelta(seconds=config["SWEEP_ENQUEUE_GRACE"])
     active = db.session.scalars(sa.select(Task).where(Task.status.in_(TaskStatus.active()))).all()
     db.session.commit()
     ended = 0
     for task in active:
-        reason = abandoned_reason(task, connection, heartbeat_limit)
+        reason = abandoned_reason(task, connection, heartbeat_limit, enqueue_grace)
         if reason is None:
             continue
         status = TaskStatus.CANCELED if reason == "Canceled." else TaskStatus.FAILED
