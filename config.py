@@ -60,8 +60,8 @@ class Config:
         # run.py (the web server) defaults this to eventlet; CLI, worker and tests stay threaded.
         self.SOCKETIO_ASYNC_MODE = os.environ.get("SOCKETIO_ASYNC_MODE") or "threading"
         self.SOCKETIO_MESSAGE_QUEUE = self.REDIS_URL
-        # Extra origins a browser may open a socket from (comma separated); the server's own
-        # origin is always allowed, '*' never is.
+        # Extra origins a browser may open a socket from (comma separated), besides the server's
+        # own (scheme://Host of the request); '*' is ignored, never honoured.
         self.SOCKETIO_ORIGINS = [o.strip() for o in (os.environ.get("SOCKETIO_ORIGINS") or "").split(",") if o.strip()]
         self.PASSWORD_HASH_METHOD = os.environ.get("PASSWORD_HASH_METHOD") or "scrypt"
         self.BOOTSTRAP_SERVE_LOCAL = True

@@ -4,7 +4,8 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-from typing import Any
+import tempfile
+from typing import Any, Callable
 
 import redis
 from redis.backoff import NoBackoff
@@ -40,15 +41,20 @@ def _instance_secret_key(instance_path: str) -> str:
         with open(path) as fh:
             return fh.read().strip()
     except FileNotFoundError:
-        key = secrets.token_hex(32)
-        # O_EXCL: when two processes start at once, one writes and both read the same key.
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return _instance_secret_key(instance_path)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(key)
-        return key
+        pass
+    # Write a whole file aside, then link it into place: when web and worker start together,
+    # one link wins, nobody ever reads a half-written key, and both use the winner's.
+    fd, tmp = tempfile.mkstemp(dir=instance_path, prefix=".secret_key.")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_hex(32))
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(tmp)
+    with open(path) as fh:
+        return fh.read().strip()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -94,11 +100,25 @@ def init_socketio(app: Flask) -> None:
                                      redis_options={"retry": Retry(NoBackoff(), 0)})
         manager.on_resubscribe = lambda: socketio.start_background_task(resync_all_users, app)
         options["client_manager"] = manager
-    # None = same origin only (engine.io's default); extra origins only when configured, never '*'.
-    origins = app.config.get("SOCKETIO_ORIGINS") or None
-    options["cors_allowed_origins"] = origins
+    options["cors_allowed_origins"] = origin_checker(app.config.get("SOCKETIO_ORIGINS") or [])
     socketio.init_app(app, **options)
     app.extensions["progress_emitter"] = socketio
+
+
+def origin_checker(extra: list[str]) -> Callable[[str | None, dict], bool]:
+    """Allow sockets from the server's own origin and the configured extra ones; never '*'.
+
+    Refusing other origins stops cross-site WebSocket hijacking with the user's cookie.
+    """
+    allowed = {o.rstrip("/") for o in extra if o.strip() not in ("*", "")}
+
+    def check(origin: str | None, environ: dict) -> bool:
+        if origin is None:
+            return True  # not a browser: the session cookie is still required to connect
+        own = f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}"
+        return origin == own or origin in allowed
+
+    return check
 
 
 def register_blueprints(app: Flask) -> None:

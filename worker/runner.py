@@ -12,6 +12,8 @@ import signal
 import threading
 from typing import Any
 
+import redis
+
 from dotenv import load_dotenv
 from flask import Flask
 from flask_socketio import SocketIO
@@ -83,8 +85,6 @@ def start_sweeper(app: Flask, stop: threading.Event) -> threading.Thread:
 
 def wait_for_redis(stop: threading.Event, interval: float = 1.0) -> None:
     """Block until Redis answers PING (or stop is set)."""
-    import redis
-
     from app.jobs import redis_client
 
     while not stop.is_set():
@@ -112,7 +112,7 @@ def main() -> None:
         stop = threading.Event()
         start_sweeper(app, stop)
         try:
-            while not stop.is_set():
+            while True:
                 db.engine.dispose()  # children must not inherit connections the sweeps opened
                 worker = MicroblogWorker(
                     [task_queue()],
@@ -120,10 +120,13 @@ def main() -> None:
                     job_monitoring_interval=app.config["JOB_MONITORING_INTERVAL"],
                 )
                 log.info("worker %s (pid %s) listening on %s", worker.name, os.getpid(), app.config["TASK_QUEUE"])
-                worker.work(logging_level="INFO", with_scheduler=False)
-                if worker._stop_requested:  # SIGTERM/SIGINT: RQ finished the current job; we are done
+                try:
+                    worker.work(logging_level="INFO", with_scheduler=False)
+                except redis.exceptions.RedisError as exc:  # RQ's teardown itself needs Redis
+                    log.warning("worker lost Redis: %s", exc)
+                if worker._shutdown_requested_date is not None:  # SIGTERM/SIGINT, idle or busy
                     break
-                # RQ quits its loop when Redis vanishes mid-job; come back once Redis does.
+                # RQ quits its loop when Redis vanishes mid-job; a running work horse goes on.
                 log.warning("worker loop ended unexpectedly; starting again once Redis answers")
                 wait_for_redis(stop)
         finally:

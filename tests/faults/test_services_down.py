@@ -174,3 +174,25 @@ def test_stale_rows_from_a_lost_queue_are_swept(make_stack):
         assert watcher.terminal(user.export(), timeout=60)["status"] == "finished"
     finally:
         watcher.close()
+
+
+def test_snapshot_resent_after_redis_outage(make_stack):
+    """A task that ends while Redis is down reaches a connected page within 10 s of Redis returning."""
+    stack = make_stack()
+    user = new_user(stack, posts=1_000_000)
+    watcher = user.socket()
+    try:
+        task_id = user.export()
+        watcher.wait_for(lambda e: e["task_id"] == task_id and e["progress"] >= 2, what="the export to run")
+        stack.redis.stop()
+        wait_until(lambda: user.get(f"/api/tasks/{task_id}").json()["status"] == "finished", 120,
+                   "the export to finish while Redis is down")
+        assert not [e for e in watcher.of(task_id) if e["status"] == "finished"], "event got through Redis?"
+        stack.redis.start()
+        back_at = time.monotonic()
+        end = watcher.terminal(task_id, timeout=10)
+        print(f"\nre-sync after Redis outage: finished state seen {time.monotonic() - back_at:.1f} s after Redis returned")
+        assert end["status"] == "finished"
+        assert watcher.client.connected
+    finally:
+        watcher.close()
