@@ -1,7 +1,10 @@
 # Two commands matter: `make run` (the whole stack, on a fresh machine) and `make test` (the suite).
 PYTHON ?= python3
-VENV   := .venv
+# Overridable so a test (or a second checkout) can reuse an existing environment: make run VENV=/path
+VENV   ?= .venv
 BIN    := $(VENV)/bin
+# apt-get needs root; CI runs as root, a developer's machine may need sudo.
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export FLASK_APP := app:create_app
 
 .PHONY: run test install install-test assets chromium migrate bench clean
@@ -16,6 +19,7 @@ install: $(VENV)/.runtime
 install-test: $(VENV)/.test
 
 $(VENV)/.runtime: requirements.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Microblog needs Python 3.11+ ($(PYTHON) is older): make PYTHON=python3.12 ..."; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $@
@@ -33,7 +37,7 @@ app/static/vendor/socket.io.min.js: package.json package-lock.json
 
 # Browser tests drive Debian's Chromium through Playwright; no browser is ever downloaded.
 chromium:
-	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 	@/usr/bin/chromium --version
 
 migrate: install
