@@ -392,14 +392,26 @@ def migrate(database_url: str) -> None:
                    capture_output=True)
 
 
-def seed(database_url: str, username: str, count: int) -> None:
-    """Add posts to a user of a running deployment, through `flask seed-posts`."""
-    import subprocess
+_seed_apps: dict[str, Any] = {}
 
-    env = dict(os.environ, DATABASE_URL=database_url, FLASK_APP="app:create_app",
-               PYTHONWARNINGS="ignore::DeprecationWarning")
-    subprocess.run([sys.executable, "-m", "flask", "seed-posts", username, str(count)], cwd=ROOT, env=env,
-                   check=True, capture_output=True)
+
+def seed(database_url: str, username: str, count: int) -> None:
+    """Add posts to a user of a running deployment (the bulk path of `flask seed-posts`, in-process)."""
+    from app import create_app
+    from app.cli import insert_rows
+    from app.extensions import db
+    from app.models import User
+
+    app = _seed_apps.get(database_url)
+    if app is None:
+        app = _seed_apps[database_url] = create_app(SQLALCHEMY_DATABASE_URI=database_url, SECRET_KEY="seed",
+                                                     SOCKETIO_MESSAGE_QUEUE=None)
+    with app.app_context():
+        user_id = db.session.scalar(sa.select(User.id).where(User.username == username))
+        insert_rows(user_id, count)
+        db.session.commit()
+        db.session.remove()
+        db.engine.dispose()  # leave no connection open: tests drop databases and kill backends
 
 
 def read_posts(database_url: str, username: str) -> list[dict]:
