@@ -115,8 +115,14 @@ def origin_checker(extra: list[str]) -> Callable[[str | None, dict], bool]:
     def check(origin: str | None, environ: dict) -> bool:
         if origin is None:
             return True  # not a browser: the session cookie is still required to connect
-        own = f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}"
-        return origin == own or origin in allowed
+        host = environ.get("HTTP_HOST", "")
+        own = {f"{environ.get('wsgi.url_scheme', 'http')}://{host}"}
+        # Behind a TLS-terminating load balancer the page's origin is https://<public host>.
+        forwarded_proto = environ.get("HTTP_X_FORWARDED_PROTO", "").split(",")[0].strip()
+        forwarded_host = environ.get("HTTP_X_FORWARDED_HOST", "").split(",")[0].strip() or host
+        if forwarded_proto or environ.get("HTTP_X_FORWARDED_HOST"):
+            own.add(f"{forwarded_proto or environ.get('wsgi.url_scheme', 'http')}://{forwarded_host}")
+        return origin in own or origin in allowed
 
     return check
 

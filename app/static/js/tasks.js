@@ -125,7 +125,9 @@
     });
     if (t.name === "export_posts") {
       var form = document.getElementById("export-form");
+      var busy = document.getElementById("export-in-progress");
       if (form) form.hidden = !!ACTIVE[t.status];
+      if (busy) busy.hidden = !ACTIVE[t.status];
     }
     document.dispatchEvent(new CustomEvent("task-progress", { detail: t }));
   }
