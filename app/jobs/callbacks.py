@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 from app.extensions import db
-from app.jobs.export import describe_failure, export_path, partial_path
+from app.jobs.export import describe_failure, export_path, remove_export_files
 from app.models import Task, TaskStatus
 from app.progress import end_task
 
@@ -16,15 +15,10 @@ WORKER_DIED = "The worker stopped unexpectedly while running this task. Please t
 
 
 def remove_partial_export(task_id: str) -> None:
-    """Delete what a stopped or killed export left on disk (the finished file is kept)."""
+    """Delete what a stopped or killed export left on disk (a finished task keeps its file)."""
     task = db.session.get(Task, task_id)
-    if task is None:
-        return
-    path = export_path(task)
-    partial = partial_path(path)
-    partial.unlink(missing_ok=True)
-    if task.status != TaskStatus.FINISHED:
-        Path(path).unlink(missing_ok=True)
+    if task is not None and task.status != TaskStatus.FINISHED:
+        remove_export_files(export_path(task))
 
 
 def on_job_failure(job: Any, connection: Any, exc_type: type, exc_value: BaseException, tb: Any) -> None:
@@ -36,13 +30,14 @@ def on_job_failure(job: Any, connection: Any, exc_type: type, exc_value: BaseExc
 def on_job_stopped(job: Any, connection: Any) -> None:
     """RQ on_stopped (a cancel stopped the work horse): clean up; the cancel already ended the row."""
     db.session.rollback()
-    remove_partial_export(job.id)
     end_task(job.id, TaskStatus.CANCELED, "Canceled.")
+    remove_partial_export(job.id)
 
 
 def on_work_horse_killed(job_id: str, ret_val: int | None) -> None:
     """The forked child died (OOM, SIGKILL): end its task failed at once."""
     db.session.rollback()
+    ended = end_task(job_id, TaskStatus.FAILED, WORKER_DIED)
     remove_partial_export(job_id)
-    if end_task(job_id, TaskStatus.FAILED, WORKER_DIED):
+    if ended:
         log.warning("task %s failed: work horse died (waitpid status %s)", job_id, ret_val)

@@ -70,8 +70,8 @@ def sweep_abandoned_tasks() -> int:
         if reason is None:
             continue
         status = TaskStatus.CANCELED if reason == "Canceled." else TaskStatus.FAILED
-        remove_partial_export(task.id)
         if end_task(task.id, status, reason):
+            remove_partial_export(task.id)  # only once the row says it did not finish
             ended += 1
             log.warning("sweep ended task %s: %s", task.id, reason)
     if active:
