@@ -38,8 +38,7 @@ def _instance_secret_key(instance_path: str) -> str:
     """A development SECRET_KEY made once and kept in the instance folder (never in code)."""
     path = os.path.join(instance_path, "secret_key")
     try:
-        with open(path) as fh:
-            return fh.read().strip()
+        return _read_key(path)
     except FileNotFoundError:
         pass
     # Write a whole file aside, then link it into place: when web and worker start together,
@@ -53,8 +52,16 @@ def _instance_secret_key(instance_path: str) -> str:
         pass
     finally:
         os.unlink(tmp)
+    return _read_key(path)
+
+
+def _read_key(path: str) -> str:
+    """The key stored at path; an empty file is an error (an empty key would disable sessions)."""
     with open(path) as fh:
-        return fh.read().strip()
+        key = fh.read().strip()
+    if not key:
+        raise RuntimeError(f"{path} is empty: delete it to have a new key made, or set SECRET_KEY.")
+    return key
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -43,7 +43,8 @@ def insert_rows(user_id: int, count: int) -> None:
             db.session.execute(sa.insert(Post), [{"body": b, "timestamp": t, "user_id": user_id} for b, t in rows])
 
 
-@click.command("seed-posts")
+# ignore_unknown_options: `-5` reaches COUNT (and its clear message) instead of "No such option".
+@click.command("seed-posts", context_settings={"ignore_unknown_options": True})
 @click.argument("username")
 @click.argument("count")
 @with_appcontext

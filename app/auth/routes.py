@@ -4,7 +4,7 @@ from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from flask import flash, jsonify, redirect, render_template, request, session, url_for
-from flask_login import current_user, login_required, login_user, logout_user
+from flask_login import current_user, login_required, login_user, logout_user, user_loaded_from_cookie
 from werkzeug.wrappers import Response
 
 from app.auth import bp
@@ -23,6 +23,15 @@ def _safe_next(target: str | None) -> str:
     return target
 
 
+def name_session_sockets(*_args: object, **_kwargs: object) -> None:
+    """Give this login session a key that names its sockets, so logout can close them."""
+    session["sock_key"] = secrets.token_urlsafe(16)
+
+
+# A session restored from the "remember me" cookie is a new login session too.
+user_loaded_from_cookie.connect(name_session_sockets)
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> str | Response:
     """Log a user in."""
@@ -35,7 +44,7 @@ def login() -> str | Response:
             flash("Invalid username or password.", "danger")
             return render_template("auth/login.html", title="Sign in", form=form), 401
         login_user(user, remember=form.remember_me.data)
-        session["sock_key"] = secrets.token_urlsafe(16)  # names this session's sockets for logout
+        name_session_sockets()
         return redirect(_safe_next(request.args.get("next")))
     return render_template("auth/login.html", title="Sign in", form=form), 400 if form.errors else 200
 
@@ -78,4 +87,7 @@ def unauthorized() -> Response:
     if request.path.startswith("/api/"):
         return jsonify(error="Unauthorized", message="Log in first."), 401
     flash(login_manager.login_message, "info")
+    if request.method != "GET":
+        # A button clicked after the session ended: its URL answers POST only, so do not come back to it.
+        return redirect(url_for("auth.login"))
     return redirect(url_for("auth.login", next=request.full_path if request.query_string else request.path))

@@ -1,5 +1,5 @@
 """Error pages: HTML for pages, JSON for /api."""
-from flask import jsonify, render_template, request
+from flask import abort, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
@@ -10,6 +10,15 @@ from app.extensions import db
 def _wants_json() -> bool:
     """API callers get JSON errors."""
     return request.path.startswith("/api/")
+
+
+@bp.before_app_request
+def refuse_nul_characters() -> None:
+    """PostgreSQL cannot compare or store NUL (SQLite would store it): refuse it before any query."""
+    if "\x00" in request.path:
+        abort(404)
+    if any("\x00" in value for _, value in request.values.items(multi=True)):
+        abort(400, description="The request contains a NUL character.")
 
 
 @bp.app_errorhandler(CSRFError)

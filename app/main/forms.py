@@ -4,10 +4,15 @@ from wtforms import SubmitField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
 
+def browser_line_breaks(text: str | None) -> str | None:
+    """Browsers count a line break as one character (maxlength) but send CR LF: count as they do."""
+    return text.replace("\r\n", "\n") if text else text
+
+
 class PostForm(FlaskForm):
     """A new post."""
 
-    post = TextAreaField("Say something", validators=[
+    post = TextAreaField("Say something", filters=[browser_line_breaks], validators=[
         DataRequired(message="A post cannot be empty."),
         Length(min=1, max=140, message="A post has at most 140 characters."),
     ])
