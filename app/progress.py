@@ -172,10 +172,11 @@ class ProgressPublisher:
         self._mirror_meta()
         publish(_reload(self.task_id))
 
-    def begin_delivery(self) -> None:
-        """Claim the task for delivery: from here on a cancel is refused (409)."""
-        if not _update(self.task_id, Task.status == TaskStatus.STARTED, delivering=True):
+    def begin_delivery(self, message: str) -> None:
+        """Claim the task for delivery (from here on a cancel is refused, 409) and say what happens."""
+        if not _update(self.task_id, Task.status == TaskStatus.STARTED, delivering=True, message=message):
             raise TaskCanceled(self.task_id)
+        publish(_reload(self.task_id))  # the email can take a second or two: show why the bar waits
 
     def _mirror_meta(self) -> None:
         """Copy progress into RQ's job.meta for operators (rq-dashboard, `rq info`)."""

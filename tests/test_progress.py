@@ -194,7 +194,7 @@ def test_job_stops_after_cancel(app, task_id, publisher, clock, emitter):
     with pytest.raises(TaskCanceled):
         publisher.advance(50)
     with pytest.raises(TaskCanceled):
-        publisher.begin_delivery()
+        publisher.begin_delivery("Sending the email…")
     assert emitter.sent == []
     row = get_task(app, task_id)
     assert (row.status, row.progress, row.delivering) == (TaskStatus.CANCELED, 0, False)
@@ -202,7 +202,9 @@ def test_job_stops_after_cancel(app, task_id, publisher, clock, emitter):
 
 def test_cancel_refused_once_delivering(app, task_id, publisher, emitter):
     """After begin_delivery, a cancel is refused (the mail is on its way); the job can still finish."""
-    publisher.begin_delivery()
+    publisher.begin_delivery("Sending the email…")
+    assert [(p["status"], p["message"]) for p in emitter.payloads] == [("started", "Sending the email…")]
+    emitter.sent.clear()
     assert end_task(task_id, TaskStatus.CANCELED, "Canceled.", allow_delivering=False) is None
     assert emitter.sent == []
     row = get_task(app, task_id)
@@ -218,12 +220,14 @@ def test_whole_lifecycle_is_well_ordered(user, task_id, clock, emitter):
     for percent in (5, 5, 3, 50, 95, 120):
         clock.tick(0.2)
         publisher.advance(percent)
-    publisher.begin_delivery()
+    publisher.begin_delivery("Sending the email…")
     end_task(task_id, TaskStatus.FINISHED, result_path="/exports/x.json")
     statuses = [p["status"] for p in emitter.payloads]
     progress = [p["progress"] for p in emitter.payloads]
-    assert statuses == ["started"] * 5 + ["finished"]
-    assert progress == [0, 5, 50, 95, 99, 100]
+    assert statuses == ["started"] * 6 + ["finished"]
+    assert progress == [0, 5, 50, 95, 99, 99, 100]
+    assert emitter.payloads[-2]["message"] == "Sending the email…"
+    assert emitter.payloads[-1]["message"] is None
     assert sum(s in TERMINAL for s in statuses) == 1
     assert {room for _, _, room in emitter.sent} == {f"user:{user.id}"}
 

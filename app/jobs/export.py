@@ -58,7 +58,7 @@ def export_posts(task_id: str) -> None:
     path = export_path(task)
     try:
         write_posts(task.user_id, path, publisher)
-        publisher.begin_delivery()
+        publisher.begin_delivery("Sending the email…")
         user = db.session.get(User, task.user_id)
         warning = send_export_email(user, task, path)
         end_task(task_id, TaskStatus.FINISHED, warning, result_path=str(path))

@@ -7,7 +7,7 @@ from pathlib import Path
 import redis
 import sqlalchemy as sa
 from flask import (abort, current_app, flash, has_request_context, jsonify, redirect, render_template, request,
-                   send_file, url_for)
+                   send_file, session, url_for)
 from flask_login import current_user, login_required
 from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
@@ -94,6 +94,7 @@ def cancel(task_id: str) -> Response | tuple[str, int]:
         message = "This task has already ended (or its result is being delivered), so it cannot be canceled."
         return render_template("errors/error.html", code=409, message=message), 409
     stop_job(task_id)
+    session["ended_task"] = task_id  # the page we go back to still shows this task's bar, now "Canceled"
     flash("The task was canceled.", "info")
     return _back(url_for("tasks.history"))
 
@@ -132,8 +133,11 @@ def inject_active_tasks() -> dict[str, list[Task]]:
     """Every page renders a live bar for each of the user's unfinished tasks."""
     if not has_request_context() or not current_user.is_authenticated:
         return {"active_tasks": []}
+    shown = Task.status.in_(TaskStatus.active())
+    just_ended = session.pop("ended_task", None)  # set by cancel: shown once more, as it ended
+    if just_ended:
+        shown = shown | (Task.id == just_ended)
     tasks = db.session.scalars(
-        sa.select(Task).where(Task.user_id == current_user.id, Task.status.in_(TaskStatus.active()))
-        .order_by(Task.created_at)
+        sa.select(Task).where(Task.user_id == current_user.id, shown).order_by(Task.created_at)
     ).all()
     return {"active_tasks": tasks}

@@ -66,7 +66,8 @@ def test_socket_server_restart(make_stack):
         print(f"\nsocket server restarted: finished state seen {time.monotonic() - restarted_at:.1f} s after restart")
         assert end["status"] == "finished" and end["progress"] == 100
         assert watcher.received_at[id(end)] > restarted_at, "the finished state came through the reconnection"
-        assert watcher.client.connected
+        # The snapshot is sent by the connect handler, so it may arrive just before the CONNECT ack.
+        wait_until(lambda: watcher.client.connected, 10, "the client to be connected again")
     finally:
         watcher.close()
 

@@ -27,7 +27,7 @@
   function renderStatus(node, t) {
     node.textContent = "";
     if (t.status === "queued") node.textContent = "Waiting for a worker…";
-    else if (t.status === "started") node.textContent = "Running…";
+    else if (t.status === "started") node.textContent = t.message || "Running…";
     else if (t.status === "failed") node.textContent = "Failed: " + (t.message || "unknown reason");
     else if (t.status === "canceled") node.textContent = "Canceled";
     else if (t.status === "finished") {
