@@ -6,7 +6,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from tests.harness import RedisServer, SmtpServer, Stack, migrate, new_database_url
+from tests.harness import Browserless, RedisServer, SmtpServer, Stack, Watcher, migrate, new_database_url, new_user
 
 pytestmark = pytest.mark.faults
 
@@ -45,3 +45,12 @@ def horse_pids(worker_pid: int) -> list[int]:
     except FileNotFoundError:
         return []
     return [int(p) for p in text.split()]
+
+
+def running_export(stack: Stack, posts: int = 600_000) -> tuple[Browserless, Watcher, str]:
+    """A user, their socket, and an export of theirs that is under way (progress >= 2)."""
+    user = new_user(stack, posts=posts)
+    watcher = user.socket()
+    task_id = user.export()
+    watcher.wait_for(lambda e: e["task_id"] == task_id and e["progress"] >= 2, what="the export to run")
+    return user, watcher, task_id

@@ -7,6 +7,7 @@ import time
 
 import psycopg2
 
+from tests.faults.conftest import running_export
 from tests.harness import assert_well_ordered, new_user, wait_until
 
 
@@ -14,13 +15,12 @@ def test_redis_restart_mid_export(make_stack):
     """Pages keep working while Redis is down, launches are refused cleanly, and afterwards the
     interrupted task ends, the subscription recovers and new exports push live again."""
     stack = make_stack()
-    user = new_user(stack, posts=600_000)
     other = new_user(stack, posts=50)
-    watcher, other_socket = user.socket(), other.socket()
+    other_socket = other.socket()
+    user, watcher, task_id = running_export(stack, posts=600_000)
     try:
-        task_id = user.export()
-        watcher.wait_for(lambda e: e["task_id"] == task_id and e["progress"] >= 2, what="the export to run")
         stack.redis.stop()
+        assert user.get(f"/api/tasks/{task_id}").json()["status"] == "started", "ended before the outage"
 
         assert user.get("/index").status_code == 200
         assert user.get("/tasks").status_code == 200
@@ -49,11 +49,8 @@ def test_redis_restart_mid_export(make_stack):
 def test_socket_server_restart(make_stack):
     """Clients reconnect by themselves; a task that finished while the server was down shows finished."""
     stack = make_stack()
-    user = new_user(stack, posts=1_000_000)
-    watcher = user.socket()
+    user, watcher, task_id = running_export(stack, posts=1_000_000)
     try:
-        task_id = user.export()
-        watcher.wait_for(lambda e: e["task_id"] == task_id and e["progress"] >= 2, what="the export to run")
         port = stack.ports[0]
         stack.webs[0].stop()
         assert not [e for e in watcher.of(task_id) if e["status"] == "finished"], "finished too soon to test"
@@ -92,12 +89,9 @@ def test_smtp_down_keeps_the_file(make_stack):
 def test_sqlite_locked_mid_export_is_survived(make_stack):
     """A writer holding SQLite's lock past busy_timeout stalls the export; it then completes."""
     stack = make_stack()
-    user = new_user(stack, posts=1_000_000)
-    watcher = user.socket()
+    user, watcher, task_id = running_export(stack, posts=1_000_000)
     path = stack.database_url.removeprefix("sqlite:///")
     try:
-        task_id = user.export()
-        watcher.wait_for(lambda e: e["task_id"] == task_id and e["progress"] >= 2, what="the export to run")
         blocker = sqlite3.connect(path, timeout=30, isolation_level=None)
         blocker.execute("BEGIN EXCLUSIVE")
         locked_at = time.monotonic()
@@ -121,12 +115,9 @@ def test_sqlite_locked_mid_export_is_survived(make_stack):
 def test_postgresql_connection_lost_mid_export(make_stack):
     """The worker's PostgreSQL connections are killed mid-export: it reconnects and finishes."""
     stack = make_stack(db="postgresql")
-    user = new_user(stack, posts=600_000)
-    watcher = user.socket()
+    user, watcher, task_id = running_export(stack, posts=600_000)
     dbname = stack.database_url.rsplit("/", 1)[1]
     try:
-        task_id = user.export()
-        watcher.wait_for(lambda e: e["task_id"] == task_id and e["progress"] >= 2, what="the export to run")
         admin = psycopg2.connect("postgresql://postgres@127.0.0.1/postgres")
         admin.autocommit = True
         with admin.cursor() as cur:
@@ -180,11 +171,8 @@ def test_stale_rows_from_a_lost_queue_are_swept(make_stack):
 def test_snapshot_resent_after_redis_outage(make_stack):
     """A task that ends while Redis is down reaches a connected page within 10 s of Redis returning."""
     stack = make_stack()
-    user = new_user(stack, posts=1_000_000)
-    watcher = user.socket()
+    user, watcher, task_id = running_export(stack, posts=1_000_000)
     try:
-        task_id = user.export()
-        watcher.wait_for(lambda e: e["task_id"] == task_id and e["progress"] >= 2, what="the export to run")
         stack.redis.stop()
         wait_until(lambda: user.get(f"/api/tasks/{task_id}").json()["status"] == "finished", 120,
                    "the export to finish while Redis is down")

@@ -7,19 +7,10 @@ import time
 
 import pytest
 
-from tests.faults.conftest import horse_pids
-from tests.harness import assert_well_ordered, new_user, wait_until
+from tests.faults.conftest import horse_pids, running_export
+from tests.harness import assert_well_ordered, wait_until
 
 WORKER_DIED = "The worker stopped unexpectedly"
-
-
-def running_export(stack, posts: int = 600_000):
-    """A user, their socket, and an export that is under way (progress >= 2)."""
-    user = new_user(stack, posts=posts)
-    watcher = user.socket()
-    task_id = user.export()
-    watcher.wait_for(lambda e: e["task_id"] == task_id and e["progress"] >= 2, what="the export to run")
-    return user, watcher, task_id
 
 
 @pytest.mark.parametrize("victims", ["worker-and-horse", "worker-only"])
