@@ -66,12 +66,17 @@ def emitter() -> Emitter:
     return current_app.extensions["progress_emitter"]
 
 
-def publish(task: Task) -> None:
-    """Send the task's current state to every connection of its owner; never raises."""
+def publish(task: Task, **changes: Any) -> None:
+    """Send the task's current state (with `changes` applied) to every connection of its owner."""
+    emit_payload({**task_payload(task), **changes}, task.user_id)
+
+
+def emit_payload(payload: dict[str, Any], user_id: int) -> None:
+    """Send one `task_progress` event to a user's room; never raises."""
     try:
-        emitter().emit(EVENT, task_payload(task), to=user_room(task.user_id))
+        emitter().emit(EVENT, payload, to=user_room(user_id))
     except Exception:  # an event lost here is repaired by the snapshot on (re)connect
-        log.exception("could not publish progress of task %s", task.id)
+        log.exception("could not publish progress of task %s", payload["task_id"])
 
 
 def with_db_retry(fn: Callable[[], T], attempts: int = 4, delay: float = 0.5) -> T:
@@ -140,16 +145,21 @@ class ProgressPublisher:
         self.clock = clock
         self.percent = 0
         self._last_sent = float("-inf")
+        self._started: dict[str, Any] = {}  # the `started` event: later ones change only a field or two
+        self._user_id = 0
 
     def start(self) -> Task | None:
         """Mark the task started and announce it; None if it was canceled before it began."""
         if not _update(self.task_id, Task.status == TaskStatus.QUEUED, status=TaskStatus.STARTED, started_at=utcnow()):
             return None
         task = _reload(self.task_id)
+        if task.status != TaskStatus.STARTED:
+            return None  # canceled between our update and this read: its event is already out
         self.percent = task.progress
-        self._mirror_meta()
-        publish(task)
+        self._started, self._user_id = task_payload(task), task.user_id
+        emit_payload(self._started, self._user_id)
         self._last_sent = self.clock()
+        self._mirror_meta()
         return task
 
     def advance(self, percent: int) -> None:
@@ -169,14 +179,16 @@ class ProgressPublisher:
             raise TaskCanceled(self.task_id)
         self.percent = percent
         self._last_sent = self.clock()
+        # From what we wrote, not a re-read: a cancel committed since would make us announce it twice.
+        emit_payload({**self._started, "progress": percent}, self._user_id)
         self._mirror_meta()
-        publish(_reload(self.task_id))
 
     def begin_delivery(self, message: str) -> None:
         """Claim the task for delivery (from here on a cancel is refused, 409) and say what happens."""
         if not _update(self.task_id, Task.status == TaskStatus.STARTED, delivering=True, message=message):
             raise TaskCanceled(self.task_id)
-        publish(_reload(self.task_id))  # the email can take a second or two: show why the bar waits
+        # The email can take a second or two: show why the bar waits.
+        emit_payload({**self._started, "progress": self.percent, "message": message}, self._user_id)
 
     def _mirror_meta(self) -> None:
         """Copy progress into RQ's job.meta for operators (rq-dashboard, `rq info`)."""

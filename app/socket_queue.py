@@ -8,11 +8,15 @@ reconnection, so the server can re-send each connected user's snapshot (CONTRACT
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from typing import Callable, Iterator
 
 import socketio
 
 MAX_RETRY_SLEEP = 4.0
+TERMINAL = frozenset({"finished", "failed", "canceled"})
+# Tasks whose end this server has relayed; old ones fall out (a task ends once, early in its life).
+REMEMBERED_ENDINGS = 50_000
 
 
 class ResyncRedisManager(socketio.RedisManager):
@@ -21,6 +25,25 @@ class ResyncRedisManager(socketio.RedisManager):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.on_resubscribe: Callable[[], None] | None = None
+        self._ended: OrderedDict[str, None] = OrderedDict()
+
+    def _handle_emit(self, message: dict) -> None:
+        """Relay an event from Redis, except `task_progress` for a task whose end was already relayed.
+
+        Two processes may publish for one task (the worker's progress, the web's cancel): Redis
+        keeps each publisher's order, not the order between them. A late `started` must not
+        reopen a canceled bar, nor a second terminal event reach a page.
+        """
+        data = message.get("data")
+        if message.get("event") == "task_progress" and isinstance(data, dict) and "task_id" in data:
+            task_id = data["task_id"]
+            if task_id in self._ended:
+                return
+            if data.get("status") in TERMINAL:
+                self._ended[task_id] = None
+                if len(self._ended) > REMEMBERED_ENDINGS:
+                    self._ended.popitem(last=False)
+        super()._handle_emit(message)
 
     def _redis_listen_with_retries(self) -> Iterator[dict]:  # pragma: no cover - driven by a real Redis
         retry_sleep = 0.5

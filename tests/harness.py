@@ -452,4 +452,4 @@ def assert_well_ordered(events: list[dict]) -> None:
     assert [STATUS_ORDER[e["status"]] for e in events] == sorted(STATUS_ORDER[e["status"]] for e in events)
     progress = [e["progress"] for e in events]
     assert progress == sorted(progress), progress
-    assert sum(e["status"] in TERMINAL for e in events) == 1, events[-3:]
+    assert sum(e["status"] in TERMINAL for e in events) == 1, [(e["status"], e["progress"]) for e in events]

@@ -59,6 +59,8 @@ def launch_task(user: User, name: str) -> Task:
     except IntegrityError:
         db.session.rollback()
         raise TaskAlreadyActive(name) from None
+    # Announce it before a worker can: published after the enqueue, `queued` could follow `started`.
+    publish(task)
     try:
         task_queue().enqueue(
             spec.func,
@@ -72,8 +74,9 @@ def launch_task(user: User, name: str) -> Task:
             on_stopped=Callback(on_job_stopped),
         )
     except redis.exceptions.RedisError as exc:
+        # Pages that showed the `queued` bar learn it ended (best effort: Redis may be the fault).
+        publish(task, status="failed", message="The task queue is unavailable; nothing was started.")
         db.session.delete(task)
         db.session.commit()
         raise QueueUnavailable(str(exc)) from exc
-    publish(task)
     return task

@@ -20,7 +20,7 @@ def test_cancel_running_export_stops_the_work(make_stack):
         assert end["status"] == "canceled"
         connection = stack.redis.client()
         wait_until(lambda: Job.fetch(task_id, connection=connection).get_status() in
-                   (JobStatus.STOPPED, JobStatus.FINISHED), 15, "RQ to stop the job")
+                   (JobStatus.STOPPED, JobStatus.FINISHED), 30, "RQ to stop the job")
         user_dir = stack.export_dir
         wait_until(lambda: not any(user_dir.rglob(f"{task_id}*")), 15, "the partial file to be removed")
         assert_well_ordered(watcher.of(task_id))

@@ -8,6 +8,7 @@
   var ACTIVE = { queued: true, started: true };
   var csrfToken = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
   var seen = {}; // task_id -> highest progress shown (progress never goes backwards)
+  var ended = {}; // task_id -> true once a terminal event arrived
 
   function el(tag, attrs, text) {
     var node = document.createElement(tag);
@@ -106,6 +107,9 @@
   function timeOf(iso) { return iso ? iso.substring(11, 19) : ""; }
 
   function onProgress(t) {
+    // An ended task stays ended: a late event from another process must not reopen its bar.
+    if (ended[t.task_id] && ACTIVE[t.status]) return;
+    if (!ACTIVE[t.status]) ended[t.task_id] = true;
     var progress = Math.max(t.progress, seen[t.task_id] || 0);
     ensureAlert(t);
     ensureHistoryRow(t);
@@ -136,6 +140,7 @@
   document.querySelectorAll("[data-task-id]").forEach(function (bar) {
     var id = bar.getAttribute("data-task-id");
     seen[id] = Math.max(seen[id] || 0, parseInt(bar.getAttribute("aria-valuenow"), 10) || 0);
+    if (!ACTIVE[bar.getAttribute("data-status")]) ended[id] = true;
   });
 
   if (!document.body.hasAttribute("data-live-tasks") || typeof io === "undefined") return;
