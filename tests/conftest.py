@@ -2,12 +2,12 @@
 and `stack`, a real deployment (web server, worker, Redis, SMTP) for pipeline tests."""
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
-
 
 from tests.harness import ROOT, RedisServer, SmtpServer, Stack, migrate, new_database_url, read_posts, seed  # noqa: F401
 
@@ -167,3 +167,22 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         smtp.stop()
         redis_server.stop()
         drop()
+
+
+# --- the browser (pytest-playwright), shared by tests/test_browser.py and tests/faults ------------
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
+    """Debian's Chromium, never a downloaded browser."""
+    return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS}
+
+
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args: dict[str, Any]) -> dict[str, Any]:
+    """No animations: Bootstrap eases the bar's width for 0.6 s, which would blur screenshots."""
+    return {**browser_context_args, "reduced_motion": "reduce", "accept_downloads": True}

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import uuid
-from typing import Any
 
 import pytest
 from playwright.sync_api import BrowserContext, Locator, Page, expect
@@ -15,9 +13,6 @@ from tests.harness import PASSWORD, Stack, seed
 
 pytestmark = [pytest.mark.browser, pytest.mark.parametrize("stack", ["sqlite"], indirect=True)]
 
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 # Post counts measured on a 2-core machine: with Chromium running beside it the worker writes ~120,000-
 # 170,000 posts/s on SQLite, so 400,000 posts keep the bar moving for 2.5-3.5 s (20-30 events): long
 # enough to watch, short enough for CI. Mid-export actions (reload, cancel) happen at 1-5 %.
@@ -57,18 +52,6 @@ RECORDER_JS = """
   });
 })();
 """
-
-
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
-    """Debian's Chromium, never a downloaded browser."""
-    return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS}
-
-
-@pytest.fixture(scope="session")
-def browser_context_args(browser_context_args: dict[str, Any]) -> dict[str, Any]:
-    """No animations: Bootstrap eases the bar's width for 0.6 s, which would blur screenshots."""
-    return {**browser_context_args, "reduced_motion": "reduce", "accept_downloads": True}
 
 
 @pytest.fixture
