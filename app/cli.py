@@ -35,8 +35,8 @@ def insert_rows(user_id: int, count: int) -> None:
         connection = db.session.connection()
         sql = f"INSERT INTO {Post.__tablename__} (body, timestamp, user_id) VALUES (?, ?, ?)"
         for rows in seed_rows(count):
-            # isoformat(" ") is the text SQLAlchemy's SQLite DateTime writes, save for whole seconds,
-            # where it drops ".000000": keep the microseconds so every row reads back alike.
+            # The text SQLAlchemy's SQLite DateTime type writes (microseconds always present), so
+            # seeded rows sort and read back exactly like posts made through the app.
             connection.exec_driver_sql(sql, [(body, f"{ts:%Y-%m-%d %H:%M:%S.%f}", user_id) for body, ts in rows])
     else:
         for rows in seed_rows(count):
