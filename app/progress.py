@@ -23,6 +23,7 @@ T = TypeVar("T")
 
 EVENT = "task_progress"
 TERMINAL = (TaskStatus.FINISHED, TaskStatus.FAILED, TaskStatus.CANCELED)
+CANCELED = "Canceled."  # the message of every canceled task, whoever ended it
 
 
 class Emitter(Protocol):

@@ -7,7 +7,7 @@ from typing import Any
 from app.extensions import db
 from app.jobs.export import describe_failure, export_path, remove_export_files
 from app.models import Task, TaskStatus
-from app.progress import end_task
+from app.progress import CANCELED, end_task
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def on_job_failure(job: Any, connection: Any, exc_type: type, exc_value: BaseExc
 def on_job_stopped(job: Any, connection: Any) -> None:
     """RQ on_stopped (a cancel stopped the work horse): clean up; the cancel already ended the row."""
     db.session.rollback()
-    end_task(job.id, TaskStatus.CANCELED, "Canceled.")
+    end_task(job.id, TaskStatus.CANCELED, CANCELED)
     remove_partial_export(job.id)
 
 

@@ -21,7 +21,7 @@ from app.extensions import db
 from app.jobs import redis_client, task_queue
 from app.jobs.callbacks import WORKER_DIED, remove_partial_export
 from app.models import Task, TaskStatus, utcnow
-from app.progress import end_task
+from app.progress import CANCELED, end_task
 
 log = logging.getLogger(__name__)
 
@@ -34,25 +34,28 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
-def abandoned_reason(task: Task, connection: redis.Redis, heartbeat_limit: float,
-                     enqueue_grace: timedelta) -> str | None:
-    """Why an active task can no longer end by itself, or None while its job is alive or waiting."""
+Ending = tuple[TaskStatus, str]
+
+
+def abandoned_ending(task: Task, connection: redis.Redis, heartbeat_limit: float,
+                     enqueue_grace: timedelta) -> Ending | None:
+    """How an active task must end because its job cannot end it, or None while the job is alive or waiting."""
     try:
         job = Job.fetch(task.id, connection=connection)
     except NoSuchJobError:
         # A row is committed a moment before its job is enqueued: give that moment room.
-        return JOB_LOST if utcnow() - task.created_at > enqueue_grace else None
+        return (TaskStatus.FAILED, JOB_LOST) if utcnow() - task.created_at > enqueue_grace else None
     status = job.get_status(refresh=False)
     if status == JobStatus.STARTED:
         beat = job.last_heartbeat or job.started_at
         if beat is None:
             return None
         silent = (datetime.now(timezone.utc) - _aware(beat)).total_seconds()
-        return WORKER_DIED if silent > heartbeat_limit else None
+        return (TaskStatus.FAILED, WORKER_DIED) if silent > heartbeat_limit else None
     if status in (JobStatus.FAILED, JobStatus.FINISHED):
-        return JOB_FAILED  # the job ended without ending its row (killed between the two)
+        return (TaskStatus.FAILED, JOB_FAILED)  # the job ended without ending its row (killed between the two)
     if status in (JobStatus.STOPPED, JobStatus.CANCELED):
-        return "Canceled."
+        return (TaskStatus.CANCELED, CANCELED)
     return None
 
 
@@ -66,10 +69,10 @@ def sweep_abandoned_tasks() -> int:
     db.session.commit()
     ended = 0
     for task in active:
-        reason = abandoned_reason(task, connection, heartbeat_limit, enqueue_grace)
-        if reason is None:
+        ending = abandoned_ending(task, connection, heartbeat_limit, enqueue_grace)
+        if ending is None:
             continue
-        status = TaskStatus.CANCELED if reason == "Canceled." else TaskStatus.FAILED
+        status, reason = ending
         if end_task(task.id, status, reason):
             remove_partial_export(task.id)  # only once the row says it did not finish
             ended += 1

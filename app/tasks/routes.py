@@ -18,7 +18,7 @@ from app.extensions import db
 from app.jobs import QueueUnavailable, TaskAlreadyActive, launch_task, redis_client
 from app.main.forms import EmptyForm
 from app.models import Task, TaskStatus
-from app.progress import end_task, task_payload
+from app.progress import CANCELED, end_task, task_payload
 from app.tasks import bp
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ def cancel(task_id: str) -> Response | tuple[str, int]:
     """Cancel a queued or running task; 409 once it has ended or is being delivered."""
     owned_task_or_404(task_id)
     # One conditional UPDATE decides between this cancel and the job's own completion.
-    if end_task(task_id, TaskStatus.CANCELED, "Canceled.", allow_delivering=False) is None:
+    if end_task(task_id, TaskStatus.CANCELED, CANCELED, allow_delivering=False) is None:
         message = "This task has already ended (or its result is being delivered), so it cannot be canceled."
         return render_template("errors/error.html", code=409, message=message), 409
     stop_job(task_id)
