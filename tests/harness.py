@@ -88,10 +88,14 @@ class Mail:
 
 
 class SmtpServer:
-    """aiosmtpd on a free port, keeping what it receives; refuses recipients containing '+refuse'."""
+    """aiosmtpd on a free port, keeping what it receives; refuses recipients containing '+refuse'.
+
+    It advertises SMTPUTF8 (addresses like ü@example.com) unless started with smtputf8=False.
+    """
 
     def __init__(self) -> None:
         self.port = free_port()
+        self.smtputf8 = True
         self.mails: list[Mail] = []
         self._cond = threading.Condition()
         self.controller: Controller | None = None
@@ -111,9 +115,12 @@ class SmtpServer:
             self._cond.notify_all()
         return "250 Message accepted for delivery"
 
-    def start(self) -> "SmtpServer":
-        """Listen on 127.0.0.1:port."""
-        self.controller = Controller(self, hostname="127.0.0.1", port=self.port, data_size_limit=0)
+    def start(self, smtputf8: bool | None = None) -> "SmtpServer":
+        """Listen on 127.0.0.1:port (again, after stop(), with or without SMTPUTF8)."""
+        if smtputf8 is not None:
+            self.smtputf8 = smtputf8
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port, data_size_limit=0,
+                                     enable_SMTPUTF8=self.smtputf8)
         self.controller.start()
         return self
 
