@@ -126,6 +126,8 @@ class Task(db.Model):
     started_at: so.Mapped[datetime | None] = so.mapped_column()
     finished_at: so.Mapped[datetime | None] = so.mapped_column()
     result_path: so.Mapped[str | None] = so.mapped_column(sa.String(512))
+    # Written by the running job every second or two: the sweep fails a started task whose beat stopped.
+    heartbeat_at: so.Mapped[datetime | None] = so.mapped_column()
 
     user: so.Mapped[User] = so.relationship(back_populates="tasks")
 

@@ -18,6 +18,8 @@ from rq.timeouts import JobTimeoutException
 
 from app import mailer
 from app.extensions import db
+from app.jobs.heartbeat import heartbeat
+from app.jobs.sessions import own_session
 from app.models import Post, Task, TaskStatus, User, isoformat_z
 from app.progress import ProgressPublisher, TaskCanceled, end_task, with_db_retry
 
@@ -31,6 +33,26 @@ WRITE_SHARE = 95
 def export_path(task: Task) -> Path:
     """Where a task's export file lives (EXPORT_DIR is shared by web and workers)."""
     return Path(current_app.config["EXPORT_DIR"]) / str(task.user_id) / f"{task.id}.json"
+
+
+def stored_result_path(task: Task) -> str:
+    """What the row keeps: the file's path relative to EXPORT_DIR, which each machine mounts where it likes."""
+    return f"{task.user_id}/{task.id}.json"
+
+
+def result_file(task: Task) -> Path | None:
+    """A finished export's file under this process's EXPORT_DIR, or None if it is not there.
+
+    Rows written before paths were relative hold the worker's absolute path: it still counts when it
+    lies under this EXPORT_DIR.
+    """
+    if not task.result_path:
+        return None
+    root = Path(current_app.config["EXPORT_DIR"]).resolve()
+    path = (root / task.result_path).resolve()  # an absolute result_path replaces root here
+    if root not in path.parents or not path.is_file():
+        return None
+    return path
 
 
 def partial_path(path: Path) -> Path:
@@ -47,6 +69,7 @@ def remove_export_files(path: Path) -> None:
             pass
 
 
+@own_session
 def export_posts(task_id: str) -> None:
     """RQ job: stream the user's posts to JSON, email the file, offer it for download."""
     publisher = ProgressPublisher(task_id)
@@ -55,12 +78,13 @@ def export_posts(task_id: str) -> None:
         log.info("task %s ended before it started; nothing to do", task_id)
         return
     path = export_path(task)
-    if not write_export(task, path, publisher):
-        return
-    # The file is whole and the task is claimed for delivery: from here on nothing may delete the
-    # file or fail the task. The email can only add a message; a lost finish is the sweep's to end.
-    warning = deliver_export(task, path)
-    finish_export(task, warning)
+    with heartbeat(publisher):  # the row stays fresh while counting, writing and mailing
+        if not write_export(task, path, publisher):
+            return
+        # The file is whole and the task is claimed for delivery: from here on nothing may delete the
+        # file or fail the task. The email can only add a message; a lost finish is the sweep's to end.
+        warning = deliver_export(task, path)
+        finish_export(task, warning)
 
 
 def write_export(task: Task, path: Path, publisher: ProgressPublisher) -> bool:
@@ -106,7 +130,7 @@ def _load_user(user_id: int) -> User:
 def finish_export(task: Task, warning: str | None) -> None:
     """End the task finished with its file; never raises (the file must outlive any error here)."""
     try:
-        end_task(task.id, TaskStatus.FINISHED, warning, result_path=str(export_path(task)))
+        end_task(task.id, TaskStatus.FINISHED, warning, result_path=stored_result_path(task))
     except Exception:
         # The row may or may not say finished. It still says delivering and the file exists, so the
         # sweep ends it finished once this job's heartbeat stops.
