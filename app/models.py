@@ -126,6 +126,9 @@ class Task(db.Model):
     started_at: so.Mapped[datetime | None] = so.mapped_column()
     finished_at: so.Mapped[datetime | None] = so.mapped_column()
     result_path: so.Mapped[str | None] = so.mapped_column(sa.String(512))
+    # Bumped by every UPDATE that changes what users see, in that same UPDATE: events carry it, so
+    # pages and socket servers drop an event older than one they already have (see app/progress.py).
+    seq: so.Mapped[int] = so.mapped_column(default=0, server_default="0")
 
     user: so.Mapped[User] = so.relationship(back_populates="tasks")
 

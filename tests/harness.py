@@ -444,6 +444,22 @@ def new_user(stack: Stack, posts: int = 0, email: str | None = None) -> "Browser
     return user
 
 
+def user_id_of(database_url: str, username: str) -> int:
+    """A user's id, read from the deployment's database."""
+    engine = sa.create_engine(normalize_database_url(database_url))
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sa.text('SELECT id FROM "user" WHERE username = :u'), {"u": username}).scalar_one()
+    finally:
+        engine.dispose()
+
+
+def publish_raw(redis_url: str, user_id: int, payload: dict) -> None:
+    """Put a `task_progress` on the Socket.IO channel exactly as a worker would (tests of the relay)."""
+    manager = socketio.RedisManager(redis_url, channel="flask-socketio", write_only=True)
+    manager.emit("task_progress", payload, namespace="/", room=f"user:{user_id}")
+
+
 STATUS_ORDER = {"queued": 0, "started": 1, "finished": 2, "failed": 2, "canceled": 2}
 
 
@@ -452,4 +468,6 @@ def assert_well_ordered(events: list[dict]) -> None:
     assert [STATUS_ORDER[e["status"]] for e in events] == sorted(STATUS_ORDER[e["status"]] for e in events)
     progress = [e["progress"] for e in events]
     assert progress == sorted(progress), progress
+    seqs = [e["seq"] for e in events if "seq" in e]
+    assert seqs == sorted(seqs), f"events out of seq order: {seqs}"
     assert sum(e["status"] in TERMINAL for e in events) == 1, [(e["status"], e["progress"]) for e in events]

@@ -75,7 +75,8 @@ def launch_task(user: User, name: str) -> Task:
         )
     except redis.exceptions.RedisError as exc:
         # Pages that showed the `queued` bar learn it ended (best effort: Redis may be the fault).
-        publish(task, status="failed", message="The task queue is unavailable; nothing was started.")
+        publish(task, status="failed", message="The task queue is unavailable; nothing was started.",
+                seq=task.seq + 1)  # newer than the `queued` above, though the row is deleted, not updated
         db.session.delete(task)
         db.session.commit()
         raise QueueUnavailable(str(exc)) from exc
