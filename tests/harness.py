@@ -221,6 +221,12 @@ class Stack:
         self.workers.append(worker)
         return worker
 
+    def release(self, task_id: str, percent: int = 100) -> None:
+        """Let a held export (TESTING_JOBS=1, tests/jobs.py) advance up to `percent`; 100 lets it finish."""
+        from tests.jobs import release
+
+        release(self.export_dir, task_id, percent)
+
     def stop(self) -> None:
         """Stop every process of the deployment."""
         for proc in self.workers + self.webs:

@@ -34,7 +34,7 @@ def test_older_event_published_after_a_newer_one_never_reaches_the_page(make_sta
 
 def test_resync_after_redis_outage_never_sends_an_older_snapshot(make_stack):
     """A live event newer than the row the re-sync reads is not followed by that older row."""
-    stack = make_stack(SWEEP_ENQUEUE_GRACE="600")
+    stack = make_stack(held=False, SWEEP_ENQUEUE_GRACE="600")
     user = new_user(stack, posts=5)
     watcher = user.socket()
     try:
