@@ -17,17 +17,15 @@ def main() -> None:
     load_dotenv()
     from app import create_app
     from app.extensions import socketio
-    from app.jobs.sweep import sweep_once
+    from app.jobs.sweep import sweep_forever
 
     app = create_app(SOCKETIO_ASYNC_MODE=os.environ.get("SOCKETIO_ASYNC_MODE") or "eventlet")
 
-    def sweeper() -> None:
-        while True:
-            socketio.sleep(app.config["SWEEP_INTERVAL"])
-            with app.app_context():
-                sweep_once()
+    def wait(seconds: float) -> bool:
+        socketio.sleep(seconds)
+        return False  # the web process sweeps for as long as it serves
 
-    socketio.start_background_task(sweeper)
+    socketio.start_background_task(sweep_forever, app, wait)
     port = int(os.environ.get("PORT") or app.config["PORT"])
     host = os.environ.get("HOST", "127.0.0.1")
     print(f"Microblog is serving on http://{host}:{port}", flush=True)

@@ -30,6 +30,8 @@ T = TypeVar("T")
 EVENT = "task_progress"
 TERMINAL = (TaskStatus.FINISHED, TaskStatus.FAILED, TaskStatus.CANCELED)
 CANCELED = "Canceled."  # the message of every canceled task, whoever ended it
+# Seconds between heartbeats a running job writes into its row (the sweep's limit is far longer).
+HEARTBEAT_INTERVAL = 1.5
 
 
 class Emitter(Protocol):
@@ -158,11 +160,15 @@ class ProgressPublisher:
         self._last_sent = float("-inf")
         self._started: dict[str, Any] = {}  # the `started` event: later ones change only a field or two
         self._user_id = 0
+        self.last_beat = float("-inf")  # clock() of the last heartbeat written into the row
 
     def start(self) -> Task | None:
         """Mark the task started and announce it; None if it was canceled before it began."""
-        if not _update(self.task_id, Task.status == TaskStatus.QUEUED, status=TaskStatus.STARTED, started_at=utcnow()):
+        now = utcnow()
+        if not _update(self.task_id, Task.status == TaskStatus.QUEUED, status=TaskStatus.STARTED, started_at=now,
+                       heartbeat_at=now):
             return None
+        self.last_beat = self.clock()
         task = _reload(self.task_id)
         if task.status != TaskStatus.STARTED:
             return None  # canceled between our update and this read: its event is already out
@@ -177,10 +183,12 @@ class ProgressPublisher:
         """Record progress if the integer percent grew and the last event is old enough."""
         percent = max(0, min(99, int(percent)))  # 100 belongs to the finished event alone
         if percent <= self.percent or self.clock() - self._last_sent < self.min_interval:
+            if not self.beat():  # nothing new to show, but the sweep must still see the job alive
+                raise TaskCanceled(self.task_id)
             return
         try:
             changed = _update(self.task_id, (Task.status == TaskStatus.STARTED) & (Task.progress < percent),
-                              attempts=1, progress=percent)
+                              attempts=1, progress=percent, heartbeat_at=utcnow())
         except sa.exc.OperationalError:
             # A progress step is not worth stalling the export for: the next one will try again.
             log.warning("task %s: progress %d%% not recorded, the database is busy", self.task_id, percent)
@@ -189,10 +197,24 @@ class ProgressPublisher:
         if not changed:
             raise TaskCanceled(self.task_id)
         self.percent = percent
-        self._last_sent = self.clock()
+        self._last_sent = self.last_beat = self.clock()
         # From what we wrote, not a re-read: a cancel committed since would make us announce it twice.
         emit_payload({**self._started, "progress": percent, "seq": changed}, self._user_id)
         self._mirror_meta()
+
+    def beat(self) -> bool:
+        """Write the heartbeat if the last one is HEARTBEAT_INTERVAL old; False once the task is not running.
+
+        Safe from the heartbeat thread too (app/jobs/heartbeat.py): one tiny UPDATE of its own.
+        """
+        if self.clock() - self.last_beat < HEARTBEAT_INTERVAL:
+            return True
+        self.last_beat = self.clock()  # a failed beat is not retried at once: the next one will do
+        try:
+            return _update(self.task_id, Task.status == TaskStatus.STARTED, attempts=1, heartbeat_at=utcnow()) is not None
+        except sa.exc.OperationalError:
+            log.warning("task %s: heartbeat not recorded, the database is busy", self.task_id)
+            return True
 
     def begin_delivery(self, message: str) -> None:
         """Claim the task for delivery (from here on a cancel is refused, 409) and say what happens."""

@@ -2,6 +2,7 @@
 logged-in HTTP sessions and Socket.IO clients. Nothing here is a fake."""
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import os
@@ -88,10 +89,17 @@ class Mail:
 
 
 class SmtpServer:
-    """aiosmtpd on a free port, keeping what it receives; refuses recipients containing '+refuse'."""
+    """aiosmtpd on a free port, keeping what it receives; refuses recipients containing '+refuse'.
+
+    It advertises SMTPUTF8 (addresses like ü@example.com) unless started with smtputf8=False.
+    """
 
     def __init__(self) -> None:
         self.port = free_port()
+        self.smtputf8 = True
+        self._released = threading.Event()  # DATA is answered only while this is set (see hold())
+        self._released.set()
+        self.held = 0  # messages waiting for release()
         self.mails: list[Mail] = []
         self._cond = threading.Condition()
         self.controller: Controller | None = None
@@ -104,16 +112,25 @@ class SmtpServer:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd API)
-        """Keep the parsed message."""
+        """Keep the parsed message (once released, if the test holds the server)."""
+        if not self._released.is_set():
+            with self._cond:
+                self.held += 1
+                self._cond.notify_all()
+            while not self._released.is_set():  # the sender waits for our answer meanwhile
+                await asyncio.sleep(0.05)
         msg = email.message_from_bytes(envelope.original_content or envelope.content, policy=email.policy.default)
         with self._cond:
             self.mails.append(Mail(list(envelope.rcpt_tos), msg))
             self._cond.notify_all()
         return "250 Message accepted for delivery"
 
-    def start(self) -> "SmtpServer":
-        """Listen on 127.0.0.1:port."""
-        self.controller = Controller(self, hostname="127.0.0.1", port=self.port, data_size_limit=0)
+    def start(self, smtputf8: bool | None = None) -> "SmtpServer":
+        """Listen on 127.0.0.1:port (again, after stop(), with or without SMTPUTF8)."""
+        if smtputf8 is not None:
+            self.smtputf8 = smtputf8
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port, data_size_limit=0,
+                                     enable_SMTPUTF8=self.smtputf8)
         self.controller.start()
         return self
 
@@ -122,6 +139,20 @@ class SmtpServer:
         if self.controller:
             self.controller.stop()
             self.controller = None
+
+    def hold(self) -> None:
+        """From now on, leave each message's DATA unanswered until release(): the sender waits."""
+        self._released.clear()
+
+    def release(self) -> None:
+        """Answer the held messages (and every later one) at once."""
+        self._released.set()
+
+    def wait_held(self, timeout: float = 30) -> None:
+        """Wait until a sender is waiting on a held message."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self.held > 0, timeout):
+                raise AssertionError(f"no message was held within {timeout} s")
 
     def wait_for(self, rcpt: str, timeout: float = 30) -> Mail:
         """The first mail to rcpt, waiting for it to arrive."""

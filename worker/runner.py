@@ -31,12 +31,18 @@ class MicroblogWorker(Worker):
     max_connection_wait_time = 2.0
 
     def main_work_horse(self, job: Any, queue: Queue) -> None:
-        """In the forked child: die with the worker, and drop the parent's pooled DB connections."""
+        """In the forked child: die with the worker, leave the parent's connections alone, own a session."""
+        from flask import current_app
+
         from app.extensions import db
 
         die_with_parent()
-        db.engine.dispose(close=False)
-        super().main_work_horse(job, queue)
+        db.engine.dispose(close=False)  # the parent's pooled connections are its own: never use or close them
+        if inherited_transaction():
+            log.error("work horse %s inherited an open database transaction from its worker", os.getpid())
+        # A fresh app context: the job's session is its own, whatever the parent's context holds.
+        with current_app._get_current_object().app_context():
+            super().main_work_horse(job, queue)
 
     def handle_work_horse_killed(self, job: Any, retpid: int | None, ret_val: int | None, rusage: Any) -> None:
         """The child died without reporting (OOM, SIGKILL): fail its task now, not at the next sweep."""
@@ -47,6 +53,13 @@ class MicroblogWorker(Worker):
             on_work_horse_killed(job.id, ret_val)
         except Exception:  # the sweep will retry; the worker must keep serving
             log.exception("could not end task %s after its work horse died", job.id)
+
+
+def inherited_transaction() -> bool:
+    """Whether this process's current session holds a transaction (in a new work horse: one it inherited)."""
+    from app.extensions import db
+
+    return db.session.registry.has() and db.session().in_transaction()
 
 
 def die_with_parent() -> None:
@@ -70,15 +83,10 @@ def build_emitter(app: Flask) -> SocketIO:
 
 
 def start_sweeper(app: Flask, stop: threading.Event) -> threading.Thread:
-    """Run the abandoned-task sweep every SWEEP_INTERVAL seconds in a daemon thread."""
-    from app.jobs.sweep import sweep_once
+    """Run the abandoned-task sweep every SWEEP_INTERVAL seconds in a daemon thread (it never dies of an error)."""
+    from app.jobs.sweep import sweep_forever
 
-    def loop() -> None:
-        while not stop.wait(app.config["SWEEP_INTERVAL"]):
-            with app.app_context():
-                sweep_once()
-
-    thread = threading.Thread(target=loop, name="task-sweeper", daemon=True)
+    thread = threading.Thread(target=sweep_forever, args=(app, stop.wait), name="task-sweeper", daemon=True)
     thread.start()
     return thread
 
@@ -108,7 +116,7 @@ def main() -> None:
     app = create_app(SOCKETIO_ASYNC_MODE="threading", SOCKETIO_MESSAGE_QUEUE=None)
     app.extensions["progress_emitter"] = build_emitter(app)
     with app.app_context():
-        sweep_once()  # tasks left active by a previous run (e.g. an embedded Redis that restarted)
+        sweep_once()  # tasks left by a previous run (e.g. an embedded Redis that restarted); removes its session
         stop = threading.Event()
         start_sweeper(app, stop)
         try:

@@ -2,24 +2,35 @@
 
 RQ notices a dead worker only when its heartbeat expires and some live worker runs maintenance
 (10 minutes by default). Users must learn within a minute or two, so every worker and every web
-process runs this check every SWEEP_INTERVAL seconds. It is idempotent: ending a task is one
-conditional UPDATE, so many sweepers and the job itself never end a task twice.
+process is ready to run this check every SWEEP_INTERVAL seconds; one at a time per deployment
+actually does (a Redis lock with an expiry: when its holder dies another takes over). Ending a task
+is one conditional UPDATE, so a second sweeper or the job itself can never end a task twice.
+
+The Task row is the truth: a started task is judged by the heartbeat its job writes into the row,
+never by whether Redis still has the job (after a restart without persistence it has not, while the
+work horse goes on). Only a queued task is judged by Redis: if its job is gone, nothing will run it.
 """
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+import os
+import socket
+import time
+import uuid
+from datetime import timedelta
+from typing import Callable
 
 import redis
 import sqlalchemy as sa
-from flask import current_app
-from rq.exceptions import NoSuchJobError
+from flask import Flask, current_app
+from redis.exceptions import LockError
+from redis.lock import Lock
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 
 from app.extensions import db
 from app.jobs import redis_client, task_queue
-from app.jobs.callbacks import WORKER_DIED, remove_partial_export
+from app.jobs.callbacks import WORKER_DIED, end_abandoned
 from app.models import Task, TaskStatus, utcnow
 from app.progress import CANCELED, end_task
 
@@ -27,66 +38,138 @@ log = logging.getLogger(__name__)
 
 JOB_LOST = "The task was lost when the task queue restarted. Please try again."
 JOB_FAILED = "The task failed in the worker. Please try again."
+SWEEP_LOCK = "microblog:sweep:lock"
+# Who swept last, when, and how many tasks that sweep ended: for operators (and tests).
+SWEEP_RECORD = "microblog:sweep:last"
 
 
-def _aware(value: datetime) -> datetime:
-    """RQ's timestamps, as aware UTC datetimes."""
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+def heartbeat_stale(task: Task, limit: timedelta) -> bool:
+    """Whether a started task's job stopped beating more than limit ago."""
+    beat = task.heartbeat_at or task.started_at or task.created_at
+    return utcnow() - beat > limit
 
 
-Ending = tuple[TaskStatus, str]
-
-
-def abandoned_ending(task: Task, connection: redis.Redis, heartbeat_limit: float,
-                     enqueue_grace: timedelta) -> Ending | None:
-    """How an active task must end because its job cannot end it, or None while the job is alive or waiting."""
-    try:
-        job = Job.fetch(task.id, connection=connection)
-    except NoSuchJobError:
+def queued_ending(task: Task, job: Job | None, enqueue_grace: timedelta) -> tuple[TaskStatus, str] | None:
+    """How a queued task must end because of what became of its job, or None while it waits."""
+    if job is None:
         # A row is committed a moment before its job is enqueued: give that moment room.
         return (TaskStatus.FAILED, JOB_LOST) if utcnow() - task.created_at > enqueue_grace else None
     status = job.get_status(refresh=False)
-    if status == JobStatus.STARTED:
-        beat = job.last_heartbeat or job.started_at
-        if beat is None:
-            return None
-        silent = (datetime.now(timezone.utc) - _aware(beat)).total_seconds()
-        return (TaskStatus.FAILED, WORKER_DIED) if silent > heartbeat_limit else None
     if status in (JobStatus.FAILED, JobStatus.FINISHED):
-        return (TaskStatus.FAILED, JOB_FAILED)  # the job ended without ending its row (killed between the two)
+        return (TaskStatus.FAILED, JOB_FAILED)  # the job ended without ever starting its row
     if status in (JobStatus.STOPPED, JobStatus.CANCELED):
         return (TaskStatus.CANCELED, CANCELED)
     return None
 
 
+def fetch_jobs(task_ids: list[str], connection: redis.Redis) -> dict[str, Job | None]:
+    """The RQ jobs of these tasks (None where Redis has none), in one round trip when all are readable."""
+    try:
+        return dict(zip(task_ids, Job.fetch_many(task_ids, connection=connection)))
+    except redis.exceptions.RedisError:
+        raise
+    except Exception:  # one unreadable job must not hide the others: fall back to one at a time
+        log.exception("sweep: a job could not be read; reading them one by one")
+    jobs: dict[str, Job | None] = {}
+    for task_id in task_ids:
+        try:
+            jobs[task_id] = Job.fetch_many([task_id], connection=connection)[0]
+        except redis.exceptions.RedisError:
+            raise
+        except Exception:
+            log.exception("sweep: the job of task %s cannot be read; leaving the task for now", task_id)
+    return jobs
+
+
 def sweep_abandoned_tasks() -> int:
     """End every active task whose job is gone or dead; returns how many were ended."""
     config = current_app.config
-    connection = redis_client()
-    heartbeat_limit = 3 * config["JOB_MONITORING_INTERVAL"] + 5
+    limit = timedelta(seconds=3 * config["JOB_MONITORING_INTERVAL"] + 5)
     enqueue_grace = timedelta(seconds=config["SWEEP_ENQUEUE_GRACE"])
     active = db.session.scalars(sa.select(Task).where(Task.status.in_(TaskStatus.active()))).all()
     db.session.commit()
     ended = 0
     for task in active:
-        ending = abandoned_ending(task, connection, heartbeat_limit, enqueue_grace)
-        if ending is None:
-            continue
-        status, reason = ending
-        if end_task(task.id, status, reason):
-            remove_partial_export(task.id)  # only once the row says it did not finish
+        if task.status == TaskStatus.STARTED and heartbeat_stale(task, limit):
+            if end_abandoned(task.id, WORKER_DIED):
+                ended += 1
+                log.warning("sweep ended task %s: no heartbeat for %s s", task.id, limit.total_seconds())
+    queued = [t for t in active if t.status == TaskStatus.QUEUED]
+    jobs = fetch_jobs([t.id for t in queued], redis_client()) if queued else {}
+    for task in queued:
+        if task.id not in jobs:
+            continue  # its job could not be read
+        ending = queued_ending(task, jobs[task.id], enqueue_grace)
+        if ending is not None and end_task(task.id, *ending):
             ended += 1
-            log.warning("sweep ended task %s: %s", task.id, reason)
+            log.warning("sweep ended task %s: %s", task.id, ending[1])
     if active:
         # Let RQ's own registry agree with us (it would otherwise wait for maintenance).
         StartedJobRegistry(queue=task_queue()).cleanup()
     return ended
 
 
-def sweep_once() -> None:
-    """One sweep that logs instead of raising: Redis or the database may be down for a while."""
+def sweeper_lock(connection: redis.Redis) -> Lock:
+    """This process's handle on the deployment's one sweeper lock (it expires unless renewed)."""
+    lock = current_app.extensions.get("sweep_lock")
+    if lock is None:
+        ttl = 3 * current_app.config["SWEEP_INTERVAL"]
+        # thread_local=False: the token must survive between sweeps, whichever green thread runs them.
+        lock = Lock(connection, SWEEP_LOCK, timeout=ttl, thread_local=False)
+        current_app.extensions["sweep_lock"] = lock
+    return lock
+
+
+def take_sweeper_turn(connection: redis.Redis) -> bool:
+    """Keep the sweeper lock if we hold it, else try to take it; False while another process sweeps."""
+    lock = sweeper_lock(connection)
+    if lock.local.token is not None:
+        try:
+            lock.reacquire()  # renew our turn for another ttl
+            return True
+        except LockError:  # it expired (we were slow) or Redis lost it in a restart
+            lock.local.token = None
+            log.warning("sweeper lock lost; taking it again if it is free")
+    token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    if lock.acquire(blocking=False, token=token):
+        log.info("this process (pid %s) is the deployment's sweeper now", os.getpid())
+        return True
+    return False
+
+
+def record_sweep(connection: redis.Redis, ended: int) -> None:
+    """Note who swept, when, and what it ended."""
+    lock = sweeper_lock(connection)
+    by = lock.local.token.decode() if isinstance(lock.local.token, bytes) else str(lock.local.token)
+    connection.hset(SWEEP_RECORD, mapping={"at": repr(time.time()), "by": by, "ended": ended})
+
+
+def sweep_once() -> int | None:
+    """One sweep, if it is this process's turn; logs instead of raising, whatever goes wrong.
+
+    Returns how many tasks it ended, or None when another process holds the turn or it failed.
+    """
     try:
-        sweep_abandoned_tasks()
+        connection = redis_client()
+        if not take_sweeper_turn(connection):
+            return None
+        ended = sweep_abandoned_tasks()
+        record_sweep(connection, ended)
+        return ended
     except (redis.exceptions.RedisError, sa.exc.SQLAlchemyError, OSError) as exc:
-        db.session.rollback()
-        log.warning("sweep skipped: %s", exc)
+        log.warning("sweep skipped: %s", exc)  # Redis or the database is down for a while
+    except Exception:  # anything else (a bad job in Redis, a bug): logged, and the next sweep runs
+        log.exception("sweep failed")
+    finally:
+        db.session.remove()  # the sweep's session ends here: a worker parent forks right after
+    return None
+
+
+def sweep_forever(app: Flask, wait: Callable[[float], bool]) -> None:
+    """Sweep every SWEEP_INTERVAL seconds until wait(seconds) returns True; never dies of an error."""
+    while not wait(app.config["SWEEP_INTERVAL"]):
+        try:
+            with app.app_context():
+                sweep_once()
+        except Exception:  # even pushing the context failed: say so, and try again next time
+            log.exception("sweep loop error")

@@ -16,6 +16,7 @@ from werkzeug.wrappers import Response
 
 from app.extensions import db
 from app.jobs import QueueUnavailable, TaskAlreadyActive, launch_task, redis_client
+from app.jobs.export import result_file
 from app.main.forms import EmptyForm
 from app.models import Task, TaskStatus
 from app.progress import CANCELED, end_task, task_payload
@@ -121,9 +122,8 @@ def download(task_id: str) -> Response:
     task = owned_task_or_404(task_id)
     if not task.has_download:
         abort(404, description="This task has no file to download.")
-    root = Path(current_app.config["EXPORT_DIR"]).resolve()
-    path = Path(task.result_path).resolve()
-    if root not in path.parents or not path.is_file():
+    path = result_file(task)  # result_path is relative to EXPORT_DIR, wherever this machine mounts it
+    if path is None:
         abort(404, description="The export file is no longer available.")
     return send_file(path, mimetype="application/json", as_attachment=True, download_name="posts.json")
 

@@ -1,7 +1,7 @@
 """task.seq: a per-task sequence number carried in every task_progress event
 
 Revision ID: chaos_0001_task_seq
-Revises: a25b1ee9524e
+Revises: rel_0001_task_heartbeat
 Create Date: 2026-12-01 19:50:00
 
 """
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 revision = 'chaos_0001_task_seq'
-down_revision = 'a25b1ee9524e'
+down_revision = 'rel_0001_task_heartbeat'  # chained after rel's for this branch; the integrator re-chains
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,57 @@
+"""The export job's structure (app/jobs/export.py), run in-process on a real database: once the file
+is written, no error deletes it or fails the task. The real pipeline is in tests/test_export_delivery.py."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from app import mailer, progress
+from app.jobs.export import export_path, export_posts
+from app.models import TaskStatus
+from tests.factories import get_task, make_task
+
+
+def _file_of(app, task_id: str) -> Path:
+    with app.app_context():
+        return export_path(get_task(app, task_id))
+
+
+def test_error_after_the_finish_keeps_the_file(app, make_user, make_posts, monkeypatch):
+    """The finished UPDATE commits, then re-reading the row fails: the task stays finished, the file stays."""
+    user = make_user()
+    make_posts(user.id, 30)
+    task_id = make_task(app, user.id)
+    real_reload = progress._reload
+
+    def reload_then_lose_the_database(tid: str):
+        task = real_reload(tid)
+        if task.status == TaskStatus.FINISHED:
+            raise sa.exc.OperationalError("SELECT task", {}, Exception("server closed the connection"))
+        return task
+
+    monkeypatch.setattr(progress, "_reload", reload_then_lose_the_database)
+    with app.app_context():
+        export_posts(task_id)
+    task = get_task(app, task_id)
+    assert task.status == TaskStatus.FINISHED
+    assert _file_of(app, task_id).is_file()
+
+
+def test_any_email_error_finishes_with_a_readable_message(app, make_user, make_posts, monkeypatch):
+    """An error of no SMTP kind while mailing (here UnicodeEncodeError) is a message, not a failure."""
+    user = make_user()
+    make_posts(user.id, 5)
+    task_id = make_task(app, user.id)
+
+    def send(msg):
+        "ü".encode("ascii")
+
+    monkeypatch.setattr(mailer, "send", send)
+    with app.app_context():
+        export_posts(task_id)
+    task = get_task(app, task_id)
+    assert task.status == TaskStatus.FINISHED
+    assert task.message.startswith("Your export is ready to download, but the email could not be sent")
+    assert "Unicode" not in task.message and "Error" not in task.message
+    assert _file_of(app, task_id).is_file()
