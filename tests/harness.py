@@ -235,13 +235,36 @@ class Stack:
             raise AssertionError("web server did not start:\n" + web.tail())
         if port not in self.ports:
             self.ports.append(port)
+        web.port = port
         self.webs.append(web)
         return web
+
+    def restart_web(self, web: ManagedProcess) -> ManagedProcess:
+        """Crash a web server (SIGKILL) and start a new one on its port, as a supervisor would."""
+        web.kill()
+        self.webs.remove(web)
+        return self.start_web(web.port)
+
+    def restart_worker(self, worker: ManagedProcess) -> ManagedProcess:
+        """Crash a worker (SIGKILL; its work horse dies with it) and start a new one."""
+        worker.kill()
+        self.workers.remove(worker)
+        return self.start_worker()
+
+    def current_job(self, worker: ManagedProcess) -> str | None:
+        """The id of the job a worker says it runs (RQ keeps this in Redis, also after a crash)."""
+        try:
+            for w in Worker.all(connection=self.redis.client()):
+                if w.pid == worker.pid:
+                    return w.get_current_job_id()
+        except redis.exceptions.RedisError:
+            pass
+        return None
 
     def start_worker(self) -> ManagedProcess:
         """Start `python -m worker` and wait until it registers in Redis."""
         worker = ManagedProcess([sys.executable, "-m", "worker"],
-                                self.workdir / f"worker-{len(self.workers)}.log",
+                                self.workdir / f"worker-{len(list(self.workdir.glob('worker-*.log')))}.log",
                                 env=self.env(), cwd=str(ROOT)).start()
         connection = self.redis.client()
         try:
@@ -289,15 +312,17 @@ class Browserless:
 
     def csrf(self) -> str:
         """A CSRF token for this session (the login page, or home once logged in)."""
-        page = self.http.get(self.base_url + "/auth/login")
+        page = self.http.get(self.base_url + "/auth/login", timeout=30)
         return CSRF_META.search(page.text).group(1)
 
     def post(self, path: str, data: dict | None = None, **kwargs: Any) -> requests.Response:
         """POST a form with this session's CSRF token."""
+        kwargs.setdefault("timeout", 30)  # a crashed server must not hang a test
         return self.http.post(self.base_url + path, data={"csrf_token": self.csrf(), **(data or {})}, **kwargs)
 
     def get(self, path: str, **kwargs: Any) -> requests.Response:
         """GET a page or API route."""
+        kwargs.setdefault("timeout", 30)
         return self.http.get(self.base_url + path, **kwargs)
 
     def register(self, email: str | None = None) -> "Browserless":
@@ -345,6 +370,8 @@ class Watcher:
                  headers: dict[str, str] | None = None, reconnection: bool = True) -> None:
         self.events: list[dict] = []
         self.received_at: dict[int, float] = {}  # id(event) -> monotonic time of receipt
+        self.base_url = base_url
+        self.opened_at = time.time()
         self._cond = threading.Condition()
         self.client = socketio.Client(reconnection=reconnection, reconnection_delay=0.2,
                                       reconnection_delay_max=1)
