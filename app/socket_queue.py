@@ -18,6 +18,8 @@ TERMINAL = frozenset({"finished", "failed", "canceled"})
 # Tasks whose newest event this server remembers; the least recently active fall out (bounded memory).
 REMEMBERED_TASKS = 50_000
 ENDED = float("inf")  # an event without `seq` that ended its task: nothing after it is relayed
+# How long a snapshot sent to a socket holds back older live events still in flight to it.
+SNAPSHOT_MEMORY = 30.0
 
 
 def event_seq(data: dict) -> float | None:
@@ -33,6 +35,8 @@ class ResyncRedisManager(socketio.RedisManager):
         super().__init__(*args, **kwargs)
         self.on_resubscribe: Callable[[], None] | None = None
         self._newest: OrderedDict[str, float] = OrderedDict()  # task_id -> newest seq relayed
+        # task_id -> (when noted, {sid: seq of the snapshot row that socket was sent})
+        self._snapshots: OrderedDict[str, tuple[float, dict[str, int]]] = OrderedDict()
 
     def _handle_emit(self, message: dict) -> None:
         """Relay an event from Redis, except a `task_progress` not newer than one already relayed.
@@ -47,6 +51,7 @@ class ResyncRedisManager(socketio.RedisManager):
         if message.get("event") == "task_progress" and isinstance(data, dict) and "task_id" in data:
             if not self._admit(data):
                 return
+            message = self._skip_ahead_sockets(message, data)
         super()._handle_emit(message)
 
     def _admit(self, data: dict) -> bool:
@@ -69,6 +74,41 @@ class ResyncRedisManager(socketio.RedisManager):
         self._newest.move_to_end(task_id)
         if len(self._newest) > REMEMBERED_TASKS:
             self._newest.popitem(last=False)
+
+    def note_snapshot(self, sids: list[str], data: dict) -> None:
+        """Remember that these sockets were just sent this snapshot row (before live events caught up).
+
+        The row can be newer than live events still in flight on the channel (published before it
+        was read, relayed after): those must not reach these sockets after it.
+        """
+        seq = event_seq(data)
+        if seq is None or not sids:
+            return
+        now = time.monotonic()
+        _, sent = self._snapshots.pop(data["task_id"], (now, {}))
+        sent.update(dict.fromkeys(sids, seq))
+        self._snapshots[data["task_id"]] = (now, sent)
+        while self._snapshots:  # oldest first: drop what no in-flight event can still concern
+            noted_at, _ = next(iter(self._snapshots.values()))
+            if now - noted_at < SNAPSHOT_MEMORY and len(self._snapshots) <= REMEMBERED_TASKS:
+                break
+            self._snapshots.popitem(last=False)
+
+    def _skip_ahead_sockets(self, message: dict, data: dict) -> dict:
+        """The message, skipping sockets whose snapshot already showed this event's state or a newer one."""
+        entry, seq = self._snapshots.get(data["task_id"]), event_seq(data)
+        if entry is None or seq is None:
+            return message
+        sent = entry[1]
+        ahead = [sid for sid, shown in sent.items() if shown >= seq]
+        for sid in [sid for sid, shown in sent.items() if shown < seq]:
+            del sent[sid]  # the live stream has caught up with that socket
+        if not sent:
+            del self._snapshots[data["task_id"]]
+        if not ahead:
+            return message
+        skip = message.get("skip_sid") or []
+        return {**message, "skip_sid": (skip if isinstance(skip, list) else [skip]) + ahead}
 
     def is_outdated(self, data: dict) -> bool:
         """Whether this server already relayed a newer event of the task than `data` (a snapshot row).

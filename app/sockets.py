@@ -50,6 +50,13 @@ def outdated(payload: dict[str, Any]) -> bool:
     return bool(check and check(payload))
 
 
+def sent_snapshot(sids: list[str], payload: dict[str, Any]) -> None:
+    """Tell the relay these sockets now show this row, so older live events in flight skip them."""
+    note = getattr(socketio.server.manager, "note_snapshot", None)
+    if note:
+        note(sids, payload)
+
+
 def session_sockets_key(sock_key: str) -> str:
     """Redis set of the socket ids opened by one login session (for logout)."""
     return f"microblog:session-sockets:{sock_key}"
@@ -65,6 +72,7 @@ def on_connect(auth: Any = None) -> None:
     # Straight to this socket, not through Redis: the snapshot must arrive even if Redis is down.
     for payload in snapshot(current_user.id):
         if not outdated(payload):  # checked right before the emit: no other greenlet runs between
+            sent_snapshot([request.sid], payload)
             emit(EVENT, payload, to=request.sid, ignore_queue=True)
 
 
@@ -122,6 +130,8 @@ def resync_all_users(app: Flask) -> None:
             try:
                 for payload in snapshot(int(room.split(":", 1)[1])):
                     if not outdated(payload):
+                        sent_snapshot([sid for sid, _ in socketio.server.manager.get_participants("/", room)],
+                                      payload)
                         socketio.emit(EVENT, payload, to=room, ignore_queue=True)
             except sa.exc.SQLAlchemyError:
                 db.session.rollback()

@@ -16,6 +16,7 @@ class RecordingManager(ResyncRedisManager):
     def __init__(self) -> None:  # no Redis: _handle_emit is fed by hand
         self.on_resubscribe = None
         self._newest = OrderedDict()
+        self._snapshots = OrderedDict()
         self.relayed: list[dict[str, Any]] = []
 
     def relay(self, **data: Any) -> None:
@@ -82,3 +83,26 @@ def test_memory_is_bounded(manager, monkeypatch):
     for n in range(10):
         manager.relay(**event(f"t{n}", 1))
     assert list(manager._newest) == ["t7", "t8", "t9"]
+
+
+def test_live_events_older_than_a_sockets_snapshot_skip_that_socket(manager, monkeypatch):
+    """A snapshot row newer than events still in flight: those events skip the sockets it was sent to."""
+    skipped: list[list[str]] = []
+    monkeypatch.setattr(socket_queue.socketio.RedisManager, "_handle_emit",
+                        lambda self, message: skipped.append(message.get("skip_sid") or []))
+    manager.note_snapshot(["sid-new"], event("a", 3, "finished", 100))
+    manager.relay(**event("a", 1))  # published before the snapshot was read, relayed after it
+    manager.relay(**event("a", 2))
+    manager.relay(**event("a", 3, "finished", 100))  # a repeat for that socket
+    manager.relay(**event("a", 4, "finished", 100))  # newer: everyone
+    assert skipped == [["sid-new"], ["sid-new"], ["sid-new"], []]
+    assert "a" not in manager._snapshots  # caught up: nothing left to remember
+
+
+def test_snapshot_memory_expires(manager, monkeypatch):
+    """Snapshots are remembered for SNAPSHOT_MEMORY seconds only (bounded memory)."""
+    clock = iter([0.0, 100.0])
+    monkeypatch.setattr(socket_queue.time, "monotonic", lambda: next(clock))
+    manager.note_snapshot(["s1"], event("a", 1))
+    manager.note_snapshot(["s2"], event("b", 1))
+    assert list(manager._snapshots) == ["b"]

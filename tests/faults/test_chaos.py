@@ -28,6 +28,8 @@ from datetime import datetime, timezone
 import pytest
 import requests
 import sqlalchemy as sa
+from rq import Worker
+from rq.job import Job, JobStatus
 
 from config import normalize_database_url
 from tests.faults.conftest import horse_pids
@@ -51,13 +53,16 @@ class Ledger:
     lost: set[str] = field(default_factory=set)  # tasks queued when Redis lost its data
     interrupted: set[str] = field(default_factory=set)  # tasks whose launch request a web crash cut off
     kills: Counter = field(default_factory=Counter)
+    timeline: list[str] = field(default_factory=list)  # for the report of a failing soak
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def note(self, kind: str, tasks: set[str] | None = None, into: str = "killed") -> None:
         """Record one fault and the tasks it may rightly have failed."""
+        tasks = {t for t in tasks or () if t}
         with self.lock:
             self.kills[kind] += 1
-            getattr(self, into).update(t for t in tasks or () if t)
+            getattr(self, into).update(tasks)
+            self.timeline.append(f"{datetime.now(timezone.utc):%H:%M:%S.%f} {kind} {sorted(tasks)}")
 
 
 def rows(database_url: str, where: str = "1=1") -> list[sa.Row]:
@@ -168,15 +173,27 @@ class Chaos(threading.Thread):
         """SIGKILL one running work horse, noting the task it ran."""
         for worker in self.rng.sample(self.stack.workers, len(self.stack.workers)):
             before = horse_pids(worker.pid)
-            job = self.stack.current_job(worker)
-            if len(before) != 1 or horse_pids(worker.pid) != before or not _alive(before[0]):
+            job = self.stack.current_job(worker)  # set by the horse itself, a moment after the fork
+            if len(before) != 1 or not job or not self._runs(job, worker):
+                continue
+            if horse_pids(worker.pid) != before or not _alive(before[0]):
                 continue
             try:
                 os.kill(before[0], signal.SIGKILL)
             except ProcessLookupError:
                 continue
-            self.ledger.note("horse", {job, self.stack.current_job(worker)})
+            self.ledger.note("horse", {job})  # read while that very horse was alive (pids unchanged)
             return
+
+    def _runs(self, job_id: str, worker) -> bool:
+        """Whether RQ says this job is running on this worker right now (not a stale record)."""
+        try:
+            connection = self.stack.redis.client()
+            job = Job.fetch(job_id, connection=connection)
+            names = {w.name for w in Worker.all(connection=connection) if w.pid == worker.pid}
+        except Exception:  # Redis restarting, the job gone: not a horse we can account for
+            return False
+        return job.get_status() == JobStatus.STARTED and job.worker_name in names
 
     def worker(self) -> None:
         """SIGKILL a worker (its horse dies with it), then start a new one."""
@@ -204,6 +221,15 @@ class Chaos(threading.Thread):
         self.stack.smtp.stop()
         self.stop.wait(self.rng.uniform(2, 6))
         self.stack.smtp.start()
+
+
+def _try(fn) -> bool:
+    """Whether fn ran without a request error (a server may still be starting)."""
+    try:
+        fn()
+        return True
+    except (requests.RequestException, AssertionError, AttributeError, ValueError):
+        return False
 
 
 def _alive(pid: int) -> bool:
@@ -281,6 +307,8 @@ def test_chaos_soak(make_stack, db: str) -> None:
     for u in users:
         u.join(60)
     assert chaos.failure is None, f"the chaos loop broke: {chaos.failure!r}"
+    for u in users:  # attribute the tasks of launches cut off just before the end
+        wait_until(lambda: _try(u.known), 30, f"{u.user.username}'s task list")
 
     # Everything is up again: every task must end (the sweep ends those whose horse died).
     wait_until(lambda: not rows(stack.database_url, "t.status IN ('queued', 'started')"), 180,
@@ -332,5 +360,8 @@ def test_chaos_soak(make_stack, db: str) -> None:
     print(f"CHAOS db={db} excused: horse-killed={len(ledger.killed)} lost-with-redis={len(ledger.lost)} "
           f"launch-cut={len(ledger.interrupted)}; chaos {SECONDS:.0f} s, drained in "
           f"{ended_at - started - SECONDS:.1f} s; client errors {sum((u.errors for u in users), Counter())}")
+    if wrong or lost:
+        print("CHAOS problems:\n  " + "\n  ".join(wrong[:30] + lost[:30]))
+        print("CHAOS timeline:\n  " + "\n  ".join(ledger.timeline))
     assert not wrong and not lost, "\n".join(wrong + lost)
     assert by_status["finished"] > 0 and kills > 0
