@@ -7,13 +7,18 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export FLASK_APP := app:create_app
 
-.PHONY: run test install install-test assets chromium migrate bench clean
+.PHONY: run test chaos install install-test assets chromium migrate bench clean
 
 run: install assets migrate  ## Install everything, migrate, start web + worker + Redis + SMTP sink
 	$(BIN)/python -m scripts.dev
 
 test: install-test assets chromium  ## Install what the tests need and run the whole suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The long chaos soak (tests/faults/test_chaos.py): CHAOS_SECONDS of faults per database, SQLite then
+# PostgreSQL (10 minutes in all); `make test` runs it for 60 s each. CHAOS_SEED=<n> replays a run's choices.
+chaos: install-test assets
+	CHAOS_SECONDS=$${CHAOS_SECONDS:-300} $(BIN)/python -m pytest tests/faults/test_chaos.py -m chaos -s $(PYTEST_ARGS)
 
 install: $(VENV)/.runtime
 install-test: $(VENV)/.test

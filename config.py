@@ -63,9 +63,15 @@ class Config:
         # Extra origins a browser may open a socket from (comma separated), besides the server's
         # own (scheme://Host of the request); '*' is ignored, never honoured.
         self.SOCKETIO_ORIGINS = [o.strip() for o in (os.environ.get("SOCKETIO_ORIGINS") or "").split(",") if o.strip()]
+        # Test deployments only: exports run tests/jobs.py's gated export, which a test releases step
+        # by step (so fault tests never depend on the machine's speed). Off unless set; never in production.
+        self.TESTING_JOBS = _env_bool("TESTING_JOBS")
         self.PASSWORD_HASH_METHOD = os.environ.get("PASSWORD_HASH_METHOD") or "scrypt"
         self.BOOTSTRAP_SERVE_LOCAL = True
         self.SQLALCHEMY_TRACK_MODIFICATIONS = False
+        # After PostgreSQL drops connections (restart, failover) a pooled one is dead: test it before use,
+        # or the next request of each web process answers 500 (found by the fault tests).
+        self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
         self.WTF_CSRF_TIME_LIMIT = None  # a tab left open for hours can still cancel its export
         self.SESSION_COOKIE_SAMESITE = "Lax"
         self.REMEMBER_COOKIE_SAMESITE = "Lax"

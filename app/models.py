@@ -128,6 +128,9 @@ class Task(db.Model):
     result_path: so.Mapped[str | None] = so.mapped_column(sa.String(512))
     # Written by the running job every second or two: the sweep fails a started task whose beat stopped.
     heartbeat_at: so.Mapped[datetime | None] = so.mapped_column()
+    # Bumped by every UPDATE that changes what users see, in that same UPDATE: events carry it, so
+    # pages and socket servers drop an event older than one they already have (see app/progress.py).
+    seq: so.Mapped[int] = so.mapped_column(default=0, server_default="0")
 
     user: so.Mapped[User] = so.relationship(back_populates="tasks")
 

@@ -4,6 +4,12 @@ The row is the truth. Every change of state is one conditional UPDATE, so a task
 whoever gets there first (the job, a cancel, a failure hook or the sweep), and progress never goes
 backwards. Events are fire-and-forget through Redis; pages recover from lost ones with the snapshot
 the socket server sends on connect.
+
+Ordering: every such UPDATE also bumps the row's `seq`, and every event carries the `seq` of the
+row state it describes. Events from several processes (worker, web, sweep) and the snapshot can
+reach a page in any order; whoever receives one older than the newest it has seen for that task
+drops it. A counter, not `updated_at`: clocks of different machines disagree and two updates can
+share a microsecond, while the database serialises increments of one row exactly.
 """
 from __future__ import annotations
 
@@ -61,6 +67,7 @@ def task_payload(task: Task) -> dict[str, Any]:
         "created_at": isoformat_z(task.created_at),
         "started_at": isoformat_z(task.started_at),
         "finished_at": isoformat_z(task.finished_at),
+        "seq": task.seq,
     }
 
 
@@ -96,15 +103,18 @@ def with_db_retry(fn: Callable[[], T], attempts: int = 4, delay: float = 0.5) ->
     raise AssertionError("unreachable")
 
 
-def _update(task_id: str, only_if: sa.ColumnElement[bool], *, attempts: int = 4, **values: Any) -> bool:
-    """One conditional UPDATE of a task row, committed; True if it changed the row."""
-    def run() -> bool:
-        result = db.session.execute(
-            sa.update(Task).where(Task.id == task_id, only_if).values(**values)
-            .execution_options(synchronize_session=False)
-        )
+def _update(task_id: str, only_if: sa.ColumnElement[bool], *, attempts: int = 4, **values: Any) -> int | None:
+    """One conditional UPDATE of a task row, committed; the row's new `seq` if it changed, else None."""
+    def run() -> int | None:
+        stmt = (sa.update(Task).where(Task.id == task_id, only_if).values(seq=Task.seq + 1, **values)
+                .execution_options(synchronize_session=False))
+        if db.session.get_bind().dialect.update_returning:  # PostgreSQL, SQLite: one round trip
+            seq = db.session.execute(stmt.returning(Task.seq)).scalar_one_or_none()
+        else:  # MySQL: our UPDATE holds the row lock, so this read sees our own increment
+            changed = db.session.execute(stmt).rowcount == 1
+            seq = db.session.scalar(sa.select(Task.seq).where(Task.id == task_id)) if changed else None
         db.session.commit()
-        return result.rowcount == 1
+        return seq
 
     return with_db_retry(run, attempts)
 
@@ -189,7 +199,7 @@ class ProgressPublisher:
         self.percent = percent
         self._last_sent = self.last_beat = self.clock()
         # From what we wrote, not a re-read: a cancel committed since would make us announce it twice.
-        emit_payload({**self._started, "progress": percent}, self._user_id)
+        emit_payload({**self._started, "progress": percent, "seq": changed}, self._user_id)
         self._mirror_meta()
 
     def beat(self) -> bool:
@@ -201,17 +211,18 @@ class ProgressPublisher:
             return True
         self.last_beat = self.clock()  # a failed beat is not retried at once: the next one will do
         try:
-            return _update(self.task_id, Task.status == TaskStatus.STARTED, attempts=1, heartbeat_at=utcnow())
+            return _update(self.task_id, Task.status == TaskStatus.STARTED, attempts=1, heartbeat_at=utcnow()) is not None
         except sa.exc.OperationalError:
             log.warning("task %s: heartbeat not recorded, the database is busy", self.task_id)
             return True
 
     def begin_delivery(self, message: str) -> None:
         """Claim the task for delivery (from here on a cancel is refused, 409) and say what happens."""
-        if not _update(self.task_id, Task.status == TaskStatus.STARTED, delivering=True, message=message):
+        seq = _update(self.task_id, Task.status == TaskStatus.STARTED, delivering=True, message=message)
+        if not seq:
             raise TaskCanceled(self.task_id)
         # The email can take a second or two: show why the bar waits.
-        emit_payload({**self._started, "progress": self.percent, "message": message}, self._user_id)
+        emit_payload({**self._started, "progress": self.percent, "message": message, "seq": seq}, self._user_id)
 
     def _mirror_meta(self) -> None:
         """Copy progress into RQ's job.meta for operators (rq-dashboard, `rq info`)."""

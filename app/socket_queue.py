@@ -15,35 +15,109 @@ import socketio
 
 MAX_RETRY_SLEEP = 4.0
 TERMINAL = frozenset({"finished", "failed", "canceled"})
-# Tasks whose end this server has relayed; old ones fall out (a task ends once, early in its life).
-REMEMBERED_ENDINGS = 50_000
+# Tasks whose newest event this server remembers; the least recently active fall out (bounded memory).
+REMEMBERED_TASKS = 50_000
+ENDED = float("inf")  # an event without `seq` that ended its task: nothing after it is relayed
+# How long a snapshot sent to a socket holds back older live events still in flight to it.
+SNAPSHOT_MEMORY = 30.0
+
+
+def event_seq(data: dict) -> float | None:
+    """The `seq` a `task_progress` payload carries, or None (a publisher that predates it)."""
+    seq = data.get("seq")
+    return seq if isinstance(seq, int) and not isinstance(seq, bool) else None
 
 
 class ResyncRedisManager(socketio.RedisManager):
-    """A RedisManager that reports resubscriptions."""
+    """A RedisManager that reports resubscriptions and drops out-of-order task events."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.on_resubscribe: Callable[[], None] | None = None
-        self._ended: OrderedDict[str, None] = OrderedDict()
+        self._newest: OrderedDict[str, float] = OrderedDict()  # task_id -> newest seq relayed
+        # task_id -> (when noted, {sid: seq of the snapshot row that socket was sent})
+        self._snapshots: OrderedDict[str, tuple[float, dict[str, int]]] = OrderedDict()
 
     def _handle_emit(self, message: dict) -> None:
-        """Relay an event from Redis, except `task_progress` for a task whose end was already relayed.
+        """Relay an event from Redis, except a `task_progress` not newer than one already relayed.
 
-        Two processes may publish for one task (the worker's progress, the web's cancel): Redis
-        keeps each publisher's order, not the order between them. A late `started` must not
-        reopen a canceled bar, nor a second terminal event reach a page.
+        Several processes publish for one task (the worker's progress, the web's cancel, a sweep):
+        Redis keeps each publisher's order, not the order between them. The row's `seq` restores it:
+        a late `started` must not reopen a canceled bar, nor progress go backwards on a page.
         """
         data = message.get("data")
+        if isinstance(data, list) and len(data) == 1:  # python-socketio 5.x publishes the args as a list
+            data = data[0]
         if message.get("event") == "task_progress" and isinstance(data, dict) and "task_id" in data:
-            task_id = data["task_id"]
-            if task_id in self._ended:
+            if not self._admit(data):
                 return
-            if data.get("status") in TERMINAL:
-                self._ended[task_id] = None
-                if len(self._ended) > REMEMBERED_ENDINGS:
-                    self._ended.popitem(last=False)
+            message = self._skip_ahead_sockets(message, data)
         super()._handle_emit(message)
+
+    def _admit(self, data: dict) -> bool:
+        """Record a relayed event; False if it is a repeat or older than the newest of its task."""
+        task_id, seq = data["task_id"], event_seq(data)
+        newest = self._newest.get(task_id)
+        if seq is None:  # no order to go by: at least never relay anything after an end
+            if newest == ENDED:
+                return False
+            if data.get("status") in TERMINAL:
+                self._remember(task_id, ENDED)
+            return True
+        if newest is not None and seq <= newest:
+            return False
+        self._remember(task_id, seq)
+        return True
+
+    def _remember(self, task_id: str, seq: float) -> None:
+        self._newest[task_id] = seq
+        self._newest.move_to_end(task_id)
+        if len(self._newest) > REMEMBERED_TASKS:
+            self._newest.popitem(last=False)
+
+    def note_snapshot(self, sids: list[str], data: dict) -> None:
+        """Remember that these sockets were just sent this snapshot row (before live events caught up).
+
+        The row can be newer than live events still in flight on the channel (published before it
+        was read, relayed after): those must not reach these sockets after it.
+        """
+        seq = event_seq(data)
+        if seq is None or not sids:
+            return
+        now = time.monotonic()
+        _, sent = self._snapshots.pop(data["task_id"], (now, {}))
+        sent.update(dict.fromkeys(sids, seq))
+        self._snapshots[data["task_id"]] = (now, sent)
+        while self._snapshots:  # oldest first: drop what no in-flight event can still concern
+            noted_at, _ = next(iter(self._snapshots.values()))
+            if now - noted_at < SNAPSHOT_MEMORY and len(self._snapshots) <= REMEMBERED_TASKS:
+                break
+            self._snapshots.popitem(last=False)
+
+    def _skip_ahead_sockets(self, message: dict, data: dict) -> dict:
+        """The message, skipping sockets whose snapshot already showed this event's state or a newer one."""
+        entry, seq = self._snapshots.get(data["task_id"]), event_seq(data)
+        if entry is None or seq is None:
+            return message
+        sent = entry[1]
+        ahead = [sid for sid, shown in sent.items() if shown >= seq]
+        for sid in [sid for sid, shown in sent.items() if shown < seq]:
+            del sent[sid]  # the live stream has caught up with that socket
+        if not sent:
+            del self._snapshots[data["task_id"]]
+        if not ahead:
+            return message
+        skip = message.get("skip_sid") or []
+        return {**message, "skip_sid": (skip if isinstance(skip, list) else [skip]) + ahead}
+
+    def is_outdated(self, data: dict) -> bool:
+        """Whether this server already relayed a newer event of the task than `data` (a snapshot row).
+
+        Connections join their room before the snapshot is read, so such a newer event has reached
+        them already: sending the older snapshot after it would move their bar backwards.
+        """
+        newest, seq = self._newest.get(data["task_id"]), event_seq(data)
+        return newest is not None and seq is not None and newest > seq
 
     def _redis_listen_with_retries(self) -> Iterator[dict]:  # pragma: no cover - driven by a real Redis
         retry_sleep = 0.5

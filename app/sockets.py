@@ -40,6 +40,23 @@ def snapshot(user_id: int) -> list[dict[str, Any]]:
     return payloads
 
 
+def outdated(payload: dict[str, Any]) -> bool:
+    """Whether this server already relayed a newer event of the task than this snapshot row.
+
+    The room is joined before the snapshot is read (so nothing published in between is missed):
+    a live event relayed meanwhile is newer than the row we read, and has reached the socket.
+    """
+    check = getattr(socketio.server.manager, "is_outdated", None)  # no message queue: nothing relayed
+    return bool(check and check(payload))
+
+
+def sent_snapshot(sids: list[str], payload: dict[str, Any]) -> None:
+    """Tell the relay these sockets now show this row, so older live events in flight skip them."""
+    note = getattr(socketio.server.manager, "note_snapshot", None)
+    if note:
+        note(sids, payload)
+
+
 def session_sockets_key(sock_key: str) -> str:
     """Redis set of the socket ids opened by one login session (for logout)."""
     return f"microblog:session-sockets:{sock_key}"
@@ -54,7 +71,9 @@ def on_connect(auth: Any = None) -> None:
     _remember_socket(session.get("sock_key"), request.sid)
     # Straight to this socket, not through Redis: the snapshot must arrive even if Redis is down.
     for payload in snapshot(current_user.id):
-        emit(EVENT, payload, to=request.sid, ignore_queue=True)
+        if not outdated(payload):  # checked right before the emit: no other greenlet runs between
+            sent_snapshot([request.sid], payload)
+            emit(EVENT, payload, to=request.sid, ignore_queue=True)
 
 
 @socketio.on("disconnect")
@@ -110,7 +129,10 @@ def resync_all_users(app: Flask) -> None:
         for room in [r for r in rooms if isinstance(r, str) and r.startswith("user:")]:
             try:
                 for payload in snapshot(int(room.split(":", 1)[1])):
-                    socketio.emit(EVENT, payload, to=room, ignore_queue=True)
+                    if not outdated(payload):
+                        sent_snapshot([sid for sid, _ in socketio.server.manager.get_participants("/", room)],
+                                      payload)
+                        socketio.emit(EVENT, payload, to=room, ignore_queue=True)
             except sa.exc.SQLAlchemyError:
                 db.session.rollback()
                 log.exception("re-sync of %s failed", room)

@@ -156,7 +156,9 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     migrate(url)
     redis_server = RedisServer(workdir / "redis").start()
     smtp = SmtpServer().start()
-    deployment = Stack(workdir, url, redis_server, smtp, extra_env={"MAIL_ATTACHMENT_MAX_BYTES": "100000"})
+    # A test module may add to the environment (test_browser.py holds its exports: STACK_ENV).
+    env = {"MAIL_ATTACHMENT_MAX_BYTES": "100000", **getattr(request.module, "STACK_ENV", {})}
+    deployment = Stack(workdir, url, redis_server, smtp, extra_env=env)
     deployment.kind = request.param
     try:
         deployment.start_web()

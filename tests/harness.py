@@ -235,13 +235,36 @@ class Stack:
             raise AssertionError("web server did not start:\n" + web.tail())
         if port not in self.ports:
             self.ports.append(port)
+        web.port = port
         self.webs.append(web)
         return web
+
+    def restart_web(self, web: ManagedProcess) -> ManagedProcess:
+        """Crash a web server (SIGKILL) and start a new one on its port, as a supervisor would."""
+        web.kill()
+        self.webs.remove(web)
+        return self.start_web(web.port)
+
+    def restart_worker(self, worker: ManagedProcess) -> ManagedProcess:
+        """Crash a worker (SIGKILL; its work horse dies with it) and start a new one."""
+        worker.kill()
+        self.workers.remove(worker)
+        return self.start_worker()
+
+    def current_job(self, worker: ManagedProcess) -> str | None:
+        """The id of the job a worker says it runs (RQ keeps this in Redis, also after a crash)."""
+        try:
+            for w in Worker.all(connection=self.redis.client()):
+                if w.pid == worker.pid:
+                    return w.get_current_job_id()
+        except redis.exceptions.RedisError:
+            pass
+        return None
 
     def start_worker(self, **env: str) -> ManagedProcess:
         """Start `python -m worker` and wait until it registers in Redis (env: this process only)."""
         worker = ManagedProcess([sys.executable, "-m", "worker"],
-                                self.workdir / f"worker-{len(self.workers)}.log",
+                                self.workdir / f"worker-{len(list(self.workdir.glob('worker-*.log')))}.log",
                                 env=self.env(**env), cwd=str(ROOT)).start()
         connection = self.redis.client()
         try:
@@ -251,6 +274,12 @@ class Stack:
             raise AssertionError("worker did not start:\n" + worker.tail())
         self.workers.append(worker)
         return worker
+
+    def release(self, task_id: str, percent: int = 100) -> None:
+        """Let a held export (TESTING_JOBS=1, tests/jobs.py) advance up to `percent`; 100 lets it finish."""
+        from tests.jobs import release
+
+        release(self.export_dir, task_id, percent)
 
     def stop(self) -> None:
         """Stop every process of the deployment."""
@@ -283,15 +312,17 @@ class Browserless:
 
     def csrf(self) -> str:
         """A CSRF token for this session (the login page, or home once logged in)."""
-        page = self.http.get(self.base_url + "/auth/login")
+        page = self.http.get(self.base_url + "/auth/login", timeout=30)
         return CSRF_META.search(page.text).group(1)
 
     def post(self, path: str, data: dict | None = None, **kwargs: Any) -> requests.Response:
         """POST a form with this session's CSRF token."""
+        kwargs.setdefault("timeout", 30)  # a crashed server must not hang a test
         return self.http.post(self.base_url + path, data={"csrf_token": self.csrf(), **(data or {})}, **kwargs)
 
     def get(self, path: str, **kwargs: Any) -> requests.Response:
         """GET a page or API route."""
+        kwargs.setdefault("timeout", 30)
         return self.http.get(self.base_url + path, **kwargs)
 
     def register(self, email: str | None = None) -> "Browserless":
@@ -339,6 +370,8 @@ class Watcher:
                  headers: dict[str, str] | None = None, reconnection: bool = True) -> None:
         self.events: list[dict] = []
         self.received_at: dict[int, float] = {}  # id(event) -> monotonic time of receipt
+        self.base_url = base_url
+        self.opened_at = time.time()
         self._cond = threading.Condition()
         self.client = socketio.Client(reconnection=reconnection, reconnection_delay=0.2,
                                       reconnection_delay_max=1)
@@ -475,6 +508,22 @@ def new_user(stack: Stack, posts: int = 0, email: str | None = None) -> "Browser
     return user
 
 
+def user_id_of(database_url: str, username: str) -> int:
+    """A user's id, read from the deployment's database."""
+    engine = sa.create_engine(normalize_database_url(database_url))
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sa.text('SELECT id FROM "user" WHERE username = :u'), {"u": username}).scalar_one()
+    finally:
+        engine.dispose()
+
+
+def publish_raw(redis_url: str, user_id: int, payload: dict) -> None:
+    """Put a `task_progress` on the Socket.IO channel exactly as a worker would (tests of the relay)."""
+    manager = socketio.RedisManager(redis_url, channel="flask-socketio", write_only=True)
+    manager.emit("task_progress", payload, namespace="/", room=f"user:{user_id}")
+
+
 STATUS_ORDER = {"queued": 0, "started": 1, "finished": 2, "failed": 2, "canceled": 2}
 
 
@@ -483,4 +532,6 @@ def assert_well_ordered(events: list[dict]) -> None:
     assert [STATUS_ORDER[e["status"]] for e in events] == sorted(STATUS_ORDER[e["status"]] for e in events)
     progress = [e["progress"] for e in events]
     assert progress == sorted(progress), progress
+    seqs = [e["seq"] for e in events if "seq" in e]
+    assert seqs == sorted(seqs), f"events out of seq order: {seqs}"
     assert sum(e["status"] in TERMINAL for e in events) == 1, [(e["status"], e["progress"]) for e in events]

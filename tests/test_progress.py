@@ -243,3 +243,20 @@ def test_lost_events_do_not_break_the_job(app, task_id, clock):
         assert end_task(task_id, TaskStatus.FINISHED) is not None
     row = get_task(app, task_id)
     assert (row.status, row.progress) == (TaskStatus.FINISHED, 100)
+
+
+def test_every_event_carries_the_rows_growing_seq(app, task_id, clock, emitter):
+    """Each change of the row bumps its `seq` in the same UPDATE; each event carries the seq it describes."""
+    publisher = ProgressPublisher(task_id, clock=clock)
+    publisher.start()
+    for percent in (10, 40, 80):
+        clock.tick(0.2)
+        publisher.advance(percent)
+    publisher.begin_delivery("Sending the email…")
+    end_task(task_id, TaskStatus.FINISHED, result_path="/exports/x.json")
+    seqs = [p["seq"] for p in emitter.payloads]
+    assert seqs == sorted(set(seqs)) and seqs[0] >= 1, seqs
+    assert get_task(app, task_id).seq == seqs[-1]
+    # An end that changes nothing bumps nothing.
+    assert end_task(task_id, TaskStatus.CANCELED, "Canceled.") is None
+    assert get_task(app, task_id).seq == seqs[-1]

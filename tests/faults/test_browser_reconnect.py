@@ -6,6 +6,7 @@ import time
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.faults.conftest import HELD_POSTS
 from tests.harness import seed
 from tests.test_browser import sign_up, start_export
 
@@ -16,8 +17,9 @@ def test_browser_reconnects_and_shows_what_finished_meanwhile(make_stack, page: 
     """The socket server restarts mid-export; the page reconnects by itself and shows "Done"."""
     stack = make_stack()
     username = sign_up(page, stack)
-    seed(stack.database_url, username, 1_000_000)
+    seed(stack.database_url, username, HELD_POSTS)
     task_id = start_export(page, stack, username)
+    stack.release(task_id, 5)
     bar = page.locator(f'#task-alerts [role="progressbar"][data-task-id="{task_id}"]')
     page.wait_for_function(
         "id => { const b = document.querySelector(`#task-alerts [data-task-id='${id}']`);"
@@ -25,6 +27,7 @@ def test_browser_reconnects_and_shows_what_finished_meanwhile(make_stack, page: 
     port = stack.ports[0]
     stack.webs[0].stop()
     expect(page.locator("body")).to_have_attribute("data-socket", "disconnected", timeout=15_000)
+    stack.release(task_id)
     stack.smtp.wait_for(f"{username}@example.com", timeout=120)  # finished while no server ran
     assert bar.get_attribute("aria-valuenow") != "100"
     restarted_at = time.monotonic()

@@ -3,17 +3,16 @@ from __future__ import annotations
 
 from rq.job import Job, JobStatus
 
+from tests.faults.conftest import finish, running_export
 from tests.harness import assert_well_ordered, new_user, wait_until
 
 
 def test_cancel_running_export_stops_the_work(make_stack):
     """Cancel mid-export: one `canceled` event, the job is stopped, no partial file, no email."""
     stack = make_stack()
-    user = new_user(stack, posts=400_000)
-    watcher = user.socket()
+    user, watcher, task_id = running_export(stack)
     try:
-        task_id = user.export()
-        watcher.wait_for(lambda e: e["task_id"] == task_id and e["progress"] >= 5, what="progress >= 5")
+        assert any(stack.export_dir.rglob(f"{task_id}*.part")), "the held export is mid-file"
         r = user.post(f"/tasks/{task_id}/cancel", allow_redirects=False)
         assert r.status_code == 303
         end = watcher.terminal(task_id)
@@ -31,7 +30,7 @@ def test_cancel_running_export_stops_the_work(make_stack):
         # "Try again" is a new export with a new id, allowed at once.
         retry = user.export()
         assert retry != task_id
-        assert watcher.terminal(retry, timeout=120)["status"] == "finished"
+        assert finish(stack, watcher, retry, timeout=120)["status"] == "finished"
         assert [e["status"] for e in watcher.of(task_id)].count("canceled") == 1
     finally:
         watcher.close()
@@ -52,7 +51,7 @@ def test_cancel_queued_export_removes_it_from_the_queue(make_stack):
         # A worker arriving later does not run it.
         stack.start_worker()
         retry = user.export()
-        assert watcher.terminal(retry)["status"] == "finished"
+        assert finish(stack, watcher, retry)["status"] == "finished"
         assert user.get(f"/api/tasks/{task_id}").json()["status"] == "canceled"
         assert len(stack.smtp.to(user.email)) == 1
     finally:

@@ -26,7 +26,7 @@ def test_live_export_survives_redis_restarts(make_stack):
     leaves the task alone past the enqueue grace and the heartbeat limit; Redis is down again when
     the job ends, so RQ's own bookkeeping fails; still the export finishes, downloads and is mailed,
     and the open page sees `finished` once Redis is back."""
-    stack = make_stack(MAIL_TIMEOUT="120")
+    stack = make_stack(held=False, MAIL_TIMEOUT="120")  # the SMTP hold keeps it running
     user = new_user(stack, posts=300)
     watcher = user.socket()
     stack.smtp.hold()

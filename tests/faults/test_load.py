@@ -11,7 +11,7 @@ USERS = 20
 
 def test_twenty_users_two_tabs_each(make_stack):
     """Every task ends; every tab receives its user's terminal event and nothing of anyone else's."""
-    stack = make_stack(workers=2)
+    stack = make_stack(workers=2, held=False)  # real exports, free-running
     users = [new_user(stack, posts=2_000) for _ in range(USERS)]
     tabs = {u.username: (u.socket(), u.socket()) for u in users}
     try:

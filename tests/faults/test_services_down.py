@@ -7,7 +7,7 @@ import time
 
 import psycopg2
 
-from tests.faults.conftest import running_export
+from tests.faults.conftest import HELD_POSTS, finish, running_export
 from tests.harness import assert_well_ordered, new_user, wait_until
 
 
@@ -17,7 +17,7 @@ def test_redis_restart_mid_export(make_stack):
     stack = make_stack()
     other = new_user(stack, posts=50)
     other_socket = other.socket()
-    user, watcher, task_id = running_export(stack, posts=600_000)
+    user, watcher, task_id = running_export(stack)
     try:
         stack.redis.stop()
         assert user.get(f"/api/tasks/{task_id}").json()["status"] == "started", "ended before the outage"
@@ -31,14 +31,14 @@ def test_redis_restart_mid_export(make_stack):
 
         stack.redis.start()
         back_at = time.monotonic()
-        end = watcher.terminal(task_id, timeout=60)
+        end = finish(stack, watcher, task_id)
         print(f"\ninterrupted task: {end['status']} ({end['message']}) seen "
               f"{time.monotonic() - back_at:.1f} s after Redis came back")
         assert end["status"] in ("finished", "failed")
         assert user.get(f"/api/tasks/{task_id}").json()["status"] == end["status"]
 
         fresh = other.export()
-        assert other_socket.terminal(fresh, timeout=60)["status"] == "finished"
+        assert finish(stack, other_socket, fresh)["status"] == "finished"
         assert any(e["status"] == "started" for e in other_socket.of(fresh)), "live events after the outage"
         print(f"new export after the outage finished {time.monotonic() - back_at:.1f} s after Redis came back")
     finally:
@@ -49,13 +49,13 @@ def test_redis_restart_mid_export(make_stack):
 def test_socket_server_restart(make_stack):
     """Clients reconnect by themselves; a task that finished while the server was down shows finished."""
     stack = make_stack()
-    user, watcher, task_id = running_export(stack, posts=1_000_000)
+    user, watcher, task_id = running_export(stack)
     try:
         port = stack.ports[0]
         stack.webs[0].stop()
-        assert not [e for e in watcher.of(task_id) if e["status"] == "finished"], "finished too soon to test"
         wait_until(lambda: not watcher.client.connected, 10, "the client to notice the server is gone")
         # The worker finishes the export while no socket server runs (its events are lost).
+        stack.release(task_id)
         stack.smtp.wait_for(user.email, timeout=120)
         restarted_at = time.monotonic()
         stack.start_web(port=port)
@@ -77,7 +77,7 @@ def test_smtp_down_keeps_the_file(make_stack):
     watcher = user.socket()
     try:
         task_id = user.export()
-        end = watcher.terminal(task_id)
+        end = finish(stack, watcher, task_id)
         assert end["status"] == "finished"
         assert "email could not be sent" in end["message"] and "refused" in end["message"]
         assert len(json.loads(user.get(end["download_url"]).content)["posts"]) == 25
@@ -89,25 +89,26 @@ def test_smtp_down_keeps_the_file(make_stack):
 def test_sqlite_locked_mid_export_is_survived(make_stack):
     """A writer holding SQLite's lock past busy_timeout stalls the export; it then completes."""
     stack = make_stack()
-    user, watcher, task_id = running_export(stack, posts=1_000_000)
+    user, watcher, task_id = running_export(stack)
     path = stack.database_url.removeprefix("sqlite:///")
     try:
         blocker = sqlite3.connect(path, timeout=30, isolation_level=None)
         blocker.execute("BEGIN EXCLUSIVE")
         locked_at = time.monotonic()
+        stack.release(task_id, 50)  # the next progress write meets the lock
         try:
             # The fault lasts longer than busy_timeout (5 s): progress writes must give up meanwhile.
             wait_until(lambda: time.monotonic() - locked_at > 7, 10, "the lock to have lasted 7 s")
         finally:
             blocker.execute("ROLLBACK")
             blocker.close()
-        end = watcher.terminal(task_id, timeout=120)
+        end = finish(stack, watcher, task_id, timeout=120)
         assert end["status"] == "finished", end
         events = watcher.of(task_id)
         assert_well_ordered(events)
         times = [watcher.received_at[id(e)] for e in events]
         assert max(b - a for a, b in zip(times, times[1:])) > 4, "the lock never stalled the export"
-        assert len(json.loads(user.get(end["download_url"]).content)["posts"]) == 1_000_000
+        assert len(json.loads(user.get(end["download_url"]).content)["posts"]) == HELD_POSTS
     finally:
         watcher.close()
 
@@ -115,7 +116,7 @@ def test_sqlite_locked_mid_export_is_survived(make_stack):
 def test_postgresql_connection_lost_mid_export(make_stack):
     """The worker's PostgreSQL connections are killed mid-export: it reconnects and finishes."""
     stack = make_stack(db="postgresql")
-    user, watcher, task_id = running_export(stack, posts=600_000)
+    user, watcher, task_id = running_export(stack)
     dbname = stack.database_url.rsplit("/", 1)[1]
     try:
         admin = psycopg2.connect("postgresql://postgres@127.0.0.1/postgres")
@@ -125,12 +126,12 @@ def test_postgresql_connection_lost_mid_export(make_stack):
                         "WHERE datname = %s AND pid <> pg_backend_pid()", (dbname,))
             assert cur.fetchone()[0] >= 1
         admin.close()
-        end = watcher.terminal(task_id, timeout=120)
+        end = finish(stack, watcher, task_id, timeout=120)
         assert end["status"] in ("finished", "failed"), end
         if end["status"] == "failed":
             assert "database" in end["message"].lower()
         else:
-            assert len(json.loads(user.get(end["download_url"]).content)["posts"]) == 600_000
+            assert len(json.loads(user.get(end["download_url"]).content)["posts"]) == HELD_POSTS
         print(f"\npostgresql connections killed: task {end['status']}")
     finally:
         watcher.close()
@@ -139,7 +140,7 @@ def test_postgresql_connection_lost_mid_export(make_stack):
 def test_job_timeout_ends_failed_took_too_long(make_stack):
     """An export running past TASK_TIMEOUT is stopped and fails with "took too long"."""
     stack = make_stack(TASK_TIMEOUT="1")
-    user = new_user(stack, posts=600_000)
+    user = new_user(stack, posts=HELD_POSTS)  # held at the gate, never released: it runs until stopped
     watcher = user.socket()
     try:
         task_id = user.export()
@@ -163,7 +164,7 @@ def test_stale_rows_from_a_lost_queue_are_swept(make_stack):
         end = watcher.terminal(task_id, timeout=90)  # the web's sweep, after the enqueue grace period
         assert end["status"] == "failed" and "lost" in end["message"]
         stack.start_worker()
-        assert watcher.terminal(user.export(), timeout=60)["status"] == "finished"
+        assert finish(stack, watcher, user.export())["status"] == "finished"
     finally:
         watcher.close()
 
@@ -171,9 +172,10 @@ def test_stale_rows_from_a_lost_queue_are_swept(make_stack):
 def test_snapshot_resent_after_redis_outage(make_stack):
     """A task that ends while Redis is down reaches a connected page within 10 s of Redis returning."""
     stack = make_stack()
-    user, watcher, task_id = running_export(stack, posts=1_000_000)
+    user, watcher, task_id = running_export(stack)
     try:
         stack.redis.stop()
+        stack.release(task_id)  # it finishes while Redis is down
         wait_until(lambda: user.get(f"/api/tasks/{task_id}").json()["status"] == "finished", 120,
                    "the export to finish while Redis is down")
         assert not [e for e in watcher.of(task_id) if e["status"] == "finished"], "event got through Redis?"

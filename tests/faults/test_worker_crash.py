@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.faults.conftest import horse_pids, running_export
+from tests.faults.conftest import finish, horse_pids, running_export
 from tests.harness import assert_well_ordered, wait_until
 
 WORKER_DIED = "The worker stopped unexpectedly"
@@ -39,7 +39,7 @@ def test_worker_sigkill_mid_export(make_stack, victims):
                    "the orphaned work horse to exit")
         stack.start_worker()
         again = user.export()
-        assert watcher.terminal(again, timeout=120)["status"] == "finished"
+        assert finish(stack, watcher, again, timeout=120)["status"] == "finished"
     finally:
         watcher.close()
 
@@ -59,7 +59,7 @@ def test_work_horse_killed_fails_within_seconds(make_stack):
         print(f"\nwork horse killed: terminal state seen {seen_after:.2f} s after the kill")
         assert not any(stack.export_dir.rglob(f"{task_id}*")), "partial file left behind"
         again = user.export()
-        assert watcher.terminal(again, timeout=120)["status"] == "finished"
+        assert finish(stack, watcher, again, timeout=120)["status"] == "finished"
     finally:
         watcher.close()
 

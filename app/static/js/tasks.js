@@ -104,9 +104,21 @@
     table.querySelector("tbody").prepend(row);
   }
 
+  // Ordering, kept apart from the rendering: every event carries its task row's `seq` (see
+  // app/progress.py). One older than the newest this page applied for that task (a snapshot that
+  // raced a live event, a late event from another process) is dropped; a repeat is harmless.
+  var newestSeq = {}; // task_id -> highest seq applied
+  function isStale(t) {
+    if (typeof t.seq !== "number") return false;
+    if (newestSeq.hasOwnProperty(t.task_id) && t.seq < newestSeq[t.task_id]) return true;
+    newestSeq[t.task_id] = t.seq;
+    return false;
+  }
+
   function timeOf(iso) { return iso ? iso.substring(11, 19) : ""; }
 
   function onProgress(t) {
+    if (isStale(t)) return;
     // An ended task stays ended: a late event from another process must not reopen its bar.
     if (ended[t.task_id] && ACTIVE[t.status]) return;
     if (!ACTIVE[t.status]) ended[t.task_id] = true;
