@@ -65,6 +65,12 @@ class Config:
         self.SOCKETIO_ORIGINS = [o.strip() for o in (os.environ.get("SOCKETIO_ORIGINS") or "").split(",") if o.strip()]
         self.PASSWORD_HASH_METHOD = os.environ.get("PASSWORD_HASH_METHOD") or "scrypt"
         self.BOOTSTRAP_SERVE_LOCAL = True
+        # Operations (issue 9).
+        self.EXPORT_RETENTION_DAYS = _env_int("EXPORT_RETENTION_DAYS", 7)
+        self.RETENTION_INTERVAL = _env_int("RETENTION_INTERVAL", 3600)  # seconds between retention runs
+        self.METRICS_TOKEN = os.environ.get("METRICS_TOKEN") or None
+        self.LOG_LEVEL = (os.environ.get("LOG_LEVEL") or "INFO").upper()
+        self.LOG_FORMAT = (os.environ.get("LOG_FORMAT") or "keyvalue").lower()
         self.SQLALCHEMY_TRACK_MODIFICATIONS = False
         self.WTF_CSRF_TIME_LIMIT = None  # a tab left open for hours can still cancel its export
         self.SESSION_COOKIE_SAMESITE = "Lax"

@@ -17,6 +17,7 @@ def main() -> None:
     load_dotenv()
     from app import create_app
     from app.extensions import socketio
+    from app.jobs.retention import retention_once
     from app.jobs.sweep import sweep_once
 
     app = create_app(SOCKETIO_ASYNC_MODE=os.environ.get("SOCKETIO_ASYNC_MODE") or "eventlet")
@@ -26,6 +27,7 @@ def main() -> None:
             socketio.sleep(app.config["SWEEP_INTERVAL"])
             with app.app_context():
                 sweep_once()
+                retention_once()  # issue 9: one process per interval, by a Redis lock
 
     socketio.start_background_task(sweeper)
     port = int(os.environ.get("PORT") or app.config["PORT"])

@@ -13,6 +13,8 @@ from typing import Callable, Iterator
 
 import socketio
 
+from app.ops.process_metrics import PROGRESS_EVENTS
+
 MAX_RETRY_SLEEP = 4.0
 TERMINAL = frozenset({"finished", "failed", "canceled"})
 # Tasks whose end this server has relayed; old ones fall out (a task ends once, early in its life).
@@ -37,8 +39,13 @@ class ResyncRedisManager(socketio.RedisManager):
         data = message.get("data")
         if message.get("event") == "task_progress" and isinstance(data, dict) and "task_id" in data:
             task_id = data["task_id"]
+            PROGRESS_EVENTS.labels("in").inc()  # issue 9: /metrics
+            if data.get("rerun"):
+                self._ended.pop(task_id, None)  # an operator requeued it: its new run is relayed
             if task_id in self._ended:
+                PROGRESS_EVENTS.labels("suppressed").inc()
                 return
+            PROGRESS_EVENTS.labels("out").inc()
             if data.get("status") in TERMINAL:
                 self._ended[task_id] = None
                 if len(self._ended) > REMEMBERED_ENDINGS:

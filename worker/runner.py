@@ -71,12 +71,14 @@ def build_emitter(app: Flask) -> SocketIO:
 
 def start_sweeper(app: Flask, stop: threading.Event) -> threading.Thread:
     """Run the abandoned-task sweep every SWEEP_INTERVAL seconds in a daemon thread."""
+    from app.jobs.retention import retention_once
     from app.jobs.sweep import sweep_once
 
     def loop() -> None:
         while not stop.wait(app.config["SWEEP_INTERVAL"]):
             with app.app_context():
                 sweep_once()
+                retention_once()  # issue 9: one process per interval, by a Redis lock
 
     thread = threading.Thread(target=loop, name="task-sweeper", daemon=True)
     thread.start()

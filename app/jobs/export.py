@@ -19,7 +19,8 @@ from flask_mail import Message
 from rq.timeouts import JobTimeoutException
 
 from app.extensions import db, mail
-from app.models import Post, Task, TaskStatus, User, isoformat_z
+from app.expiry import retention
+from app.models import Post, Task, TaskStatus, User, isoformat_z, utcnow
 from app.progress import ProgressPublisher, TaskCanceled, end_task, with_db_retry
 
 log = logging.getLogger(__name__)
@@ -141,7 +142,8 @@ def send_export_email(user: User, task: Task, path: Path) -> str | None:
     size = path.stat().st_size
     link = f"{config['PUBLIC_URL']}/tasks/{task.id}/download"
     attach = size <= config["MAIL_ATTACHMENT_MAX_BYTES"]
-    context = {"user": user, "link": link, "attached": attach, "size": size}
+    context = {"user": user, "link": link, "attached": attach, "size": size,
+               "expires_at": f"{utcnow() + retention():%Y-%m-%d %H:%M} UTC"}  # issue 9: the file is kept this long
     msg = Message(
         "[Microblog] Your blog posts",
         sender=config["MAIL_DEFAULT_SENDER"],

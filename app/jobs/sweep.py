@@ -20,6 +20,7 @@ from rq.registry import StartedJobRegistry
 from app.extensions import db
 from app.jobs import redis_client, task_queue
 from app.jobs.callbacks import WORKER_DIED, remove_partial_export
+from app.logs import log_step
 from app.models import Task, TaskStatus, utcnow
 from app.progress import CANCELED, end_task
 
@@ -77,6 +78,7 @@ def sweep_abandoned_tasks() -> int:
             remove_partial_export(task.id)  # only once the row says it did not finish
             ended += 1
             log.warning("sweep ended task %s: %s", task.id, reason)
+            log_step("swept", task.id, task.user_id, task.created_at, level=logging.WARNING, reason=reason)
     if active:
         # Let RQ's own registry agree with us (it would otherwise wait for maintenance).
         StartedJobRegistry(queue=task_queue()).cleanup()
