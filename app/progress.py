@@ -201,6 +201,8 @@ class ProgressPublisher:
         """Claim the task for delivery (from here on a cancel is refused, 409) and say what happens."""
         if not _update(self.task_id, Task.status == TaskStatus.STARTED, delivering=True, message=message):
             raise TaskCanceled(self.task_id)
+        for mark in milestones_crossed(self.percent, 99):  # passed, though a throttled step went unrecorded
+            log_step(f"progress_{mark}", self.task_id, self._user_id, self._created, progress=self.percent)
         log_step("delivering", self.task_id, self._user_id, self._created)
         # The email can take a second or two: show why the bar waits.
         emit_payload({**self._started, "progress": self.percent, "message": message}, self._user_id)

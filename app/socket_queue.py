@@ -37,6 +37,8 @@ class ResyncRedisManager(socketio.RedisManager):
         reopen a canceled bar, nor a second terminal event reach a page.
         """
         data = message.get("data")
+        if isinstance(data, list) and len(data) == 1:  # python-socketio 5.x sends emit args as a list
+            data = data[0]
         if message.get("event") == "task_progress" and isinstance(data, dict) and "task_id" in data:
             task_id = data["task_id"]
             PROGRESS_EVENTS.labels("in").inc()  # issue 9: /metrics

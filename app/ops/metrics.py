@@ -17,7 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from rq import Queue, Worker
 
 from app.extensions import db
-from app.models import Task, TaskStatus
+from app.models import Task, TaskStatus, utcnow
 from app.ops import process_metrics
 
 # Seconds; exports take from under a second to a few minutes.
@@ -44,6 +44,7 @@ class DeploymentCollector:
         """Yield every deployment-wide metric."""
         yield self.tasks_total()
         yield self.durations()
+        yield from self.running()
         yield from self.redis_metrics()
 
     def tasks_total(self) -> Metric:
@@ -75,6 +76,17 @@ class DeploymentCollector:
             buckets.append(("+Inf", int(count)))
             family.add_metric([name], buckets, float(total or 0))
         return family
+
+    def running(self) -> Iterable[Metric]:
+        """How long the oldest running task has run, beside the timeout it should have been stopped at."""
+        oldest = db.session.scalar(sa.select(sa.func.min(Task.started_at)).where(Task.status == TaskStatus.STARTED))
+        db.session.commit()
+        age = GaugeMetricFamily("microblog_task_oldest_running_seconds",
+                                "Seconds the longest-running started task has run (0 when none runs).")
+        age.add_metric([], max(0.0, (utcnow() - oldest).total_seconds()) if oldest else 0.0)
+        timeout = GaugeMetricFamily("microblog_task_timeout_seconds", "TASK_TIMEOUT: RQ stops a job after this.")
+        timeout.add_metric([], float(self.app.config["TASK_TIMEOUT"]))
+        return [age, timeout]
 
     def redis_metrics(self) -> Iterable[Metric]:
         """microblog_queue_depth{queue} and microblog_workers{state}."""
