@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export FLASK_APP := app:create_app
 
-.PHONY: run test install install-test assets chromium prometheus migrate bench clean
+.PHONY: run test install install-test assets chromium prometheus screenshots-ops migrate bench clean
 
 run: install assets migrate  ## Install everything, migrate, start web + worker + Redis + SMTP sink
 	$(BIN)/python -m scripts.dev
@@ -47,6 +47,10 @@ prometheus:
 
 migrate: install
 	$(BIN)/flask db upgrade
+
+# README pictures of /admin/rq and Prometheus' graph of microblog_tasks_total (headless Chromium).
+screenshots-ops: install-test assets chromium prometheus
+	$(BIN)/python -m scripts.ops_screenshots
 
 bench: install-test assets
 	$(BIN)/python -m bench.export_bench

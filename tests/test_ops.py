@@ -210,3 +210,40 @@ def test_owner_deletes_an_export_early(app, client, auth, make_user):
     assert response.status_code == 303 and not path.exists()
     assert client.get(f"/tasks/{task_id}/download").status_code == 410
     assert auth.post(f"/tasks/{task_id}/delete").status_code == 404  # nothing left to delete
+
+
+def test_dashboard_delete_of_a_queued_job_fails_its_task_with_a_reason(app, client, auth, admin, make_user, runner):
+    """An admin deletes a job still in the queue: its task ends failed, saying an operator deleted it."""
+    from app.jobs import launch_task
+    from app.ops.dashboard import DELETED
+
+    alice = make_user("alice")
+    with app.app_context():
+        from app.extensions import db
+        from app.models import User
+
+        task_id = launch_task(db.session.get(User, alice.id), "export_posts").id
+    shown = runner.invoke(args=["tasks", "show", task_id]).output
+    assert "job         queued on microblog-tasks" in shown and "heartbeat   -" in shown, shown
+    auth.login("root")
+    response = client.post(f"/admin/rq/job/{task_id}/delete", headers={"Origin": "http://localhost"})
+    assert response.status_code == 200 and response.get_json() == {"status": "OK"}
+    task = get_task(app, task_id)
+    assert task.status == TaskStatus.FAILED and task.message == DELETED
+    assert "none in Redis" in runner.invoke(args=["tasks", "show", task_id]).output
+
+
+def test_log_formats(app):
+    """key=value by default (values with spaces quoted), JSON with LOG_FORMAT=json; one line each."""
+    import json
+    import logging
+
+    from app.logs import JsonFormatter, KeyValueFormatter
+
+    record = logging.LogRecord("microblog.tasks", logging.INFO, __file__, 1, "task %s %s", ("t1", "failed"), None)
+    record.fields = {"event": "task", "step": "failed", "task_id": "t1", "user_id": 3, "message": 'Disk "full" now'}
+    line = KeyValueFormatter().format(record)
+    assert "\n" not in line and ' step=failed task_id=t1 user_id=3 message="Disk \\"full\\" now"' in line
+    assert line.startswith("ts=") and 'msg="task t1 failed"' in line
+    parsed = json.loads(JsonFormatter().format(record))
+    assert parsed["step"] == "failed" and parsed["user_id"] == 3 and parsed["level"] == "INFO"
