@@ -247,3 +247,15 @@ def test_log_formats(app):
     assert line.startswith("ts=") and 'msg="task t1 failed"' in line
     parsed = json.loads(JsonFormatter().format(record))
     assert parsed["step"] == "failed" and parsed["user_id"] == 3 and parsed["level"] == "INFO"
+
+
+def test_history_is_paginated(app, client, auth, make_user):
+    """/tasks shows 50 tasks a page, newest first; the rest are on page 2."""
+    from tests.factories import TASK_ROW_RE
+
+    alice = make_user("alice")
+    ids = [make_task(app, alice.id, TaskStatus.FAILED, age=timedelta(minutes=60 - i)) for i in range(55)]
+    auth.login("alice")
+    first = TASK_ROW_RE.findall(client.get("/tasks").get_data(as_text=True))
+    second = TASK_ROW_RE.findall(client.get("/tasks?page=2").get_data(as_text=True))
+    assert first == ids[::-1][:50] and second == ids[::-1][50:]
