@@ -7,12 +7,12 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export FLASK_APP := app:create_app
 
-.PHONY: run test chaos install install-test assets chromium migrate bench clean
+.PHONY: run test chaos install install-test assets chromium prometheus screenshots-ops migrate bench clean
 
 run: install assets migrate  ## Install everything, migrate, start web + worker + Redis + SMTP sink
 	$(BIN)/python -m scripts.dev
 
-test: install-test assets chromium  ## Install what the tests need and run the whole suite
+test: install-test assets chromium prometheus  ## Install what the tests need and run the whole suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The long chaos soak (tests/faults/test_chaos.py): CHAOS_SECONDS of faults per database, SQLite then
@@ -45,8 +45,17 @@ chromium:
 	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 	@/usr/bin/chromium --version
 
+# Operations tests scrape /metrics with Debian's Prometheus and check deploy/alerts.yml with promtool.
+prometheus:
+	@command -v promtool >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends prometheus >/dev/null; }
+	@promtool --version | head -1
+
 migrate: install
 	$(BIN)/flask db upgrade
+
+# README pictures of /admin/rq and Prometheus' graph of microblog_tasks_total (headless Chromium).
+screenshots-ops: install-test assets chromium prometheus
+	$(BIN)/python -m scripts.ops_screenshots
 
 bench: install-test assets
 	$(BIN)/python -m bench.export_bench

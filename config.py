@@ -68,6 +68,12 @@ class Config:
         self.TESTING_JOBS = _env_bool("TESTING_JOBS")
         self.PASSWORD_HASH_METHOD = os.environ.get("PASSWORD_HASH_METHOD") or "scrypt"
         self.BOOTSTRAP_SERVE_LOCAL = True
+        # Operations (issue 9).
+        self.EXPORT_RETENTION_DAYS = _env_int("EXPORT_RETENTION_DAYS", 7)
+        self.RETENTION_INTERVAL = _env_int("RETENTION_INTERVAL", 3600)  # seconds between retention runs
+        self.METRICS_TOKEN = os.environ.get("METRICS_TOKEN") or None
+        self.LOG_LEVEL = (os.environ.get("LOG_LEVEL") or "INFO").upper()
+        self.LOG_FORMAT = (os.environ.get("LOG_FORMAT") or "keyvalue").lower()
         self.SQLALCHEMY_TRACK_MODIFICATIONS = False
         # After PostgreSQL drops connections (restart, failover) a pooled one is dead: test it before use,
         # or the next request of each web process answers 500 (found by the fault tests).

@@ -1,7 +1,6 @@
 """The application factory."""
 from __future__ import annotations
 
-import logging
 import os
 import secrets
 import tempfile
@@ -13,6 +12,7 @@ from redis.retry import Retry
 import sqlalchemy as sa
 from flask import Flask
 
+from app.logs import configure_logging
 from app.extensions import bootstrap, csrf, db, login, mail, migrate, socketio
 from config import Config, normalize_database_url
 
@@ -26,7 +26,7 @@ def create_app(config: Config | None = None, **overrides: Any) -> Flask:
     os.makedirs(app.instance_path, exist_ok=True)
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _instance_secret_key(app.instance_path)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(app.config)
     register_extensions(app)
     register_blueprints(app)
     register_cli(app)
@@ -146,13 +146,29 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(auth_bp, url_prefix="/auth")
     app.register_blueprint(main_bp)
     app.register_blueprint(tasks_bp)
+    register_operations(app)
+
+
+def register_operations(app: Flask) -> None:
+    """/healthz, /metrics and the RQ dashboard under /admin/rq (issue 9)."""
+    from app.ops import bp as ops_bp
+    from app.ops.dashboard import init_dashboard
+
+    from app.expiry import is_expired
+
+    app.register_blueprint(ops_bp)
+    init_dashboard(app)
+    app.jinja_env.globals["task_expired"] = is_expired
 
 
 def register_cli(app: Flask) -> None:
     """Add the project's `flask` commands."""
     from app.cli import seed_posts
+    from app.cli_tasks import set_admin, tasks_group
 
     app.cli.add_command(seed_posts)
+    app.cli.add_command(set_admin)
+    app.cli.add_command(tasks_group)
 
 
 def _shell_context() -> dict[str, Any]:

@@ -33,6 +33,8 @@ class User(UserMixin, db.Model):
     username: so.Mapped[str] = so.mapped_column(sa.String(64), index=True, unique=True)
     email: so.Mapped[str] = so.mapped_column(sa.String(120), index=True, unique=True)
     password_hash: so.Mapped[str | None] = so.mapped_column(sa.String(256))
+    # Operations (issue 9): admins see /admin/rq and /metrics; set with `flask set-admin`.
+    is_admin: so.Mapped[bool] = so.mapped_column(default=False, server_default=sa.false())
 
     posts: so.WriteOnlyMapped[Post] = so.relationship(back_populates="author", passive_deletes=True)
     tasks: so.WriteOnlyMapped[Task] = so.relationship(back_populates="user", passive_deletes=True)
@@ -131,6 +133,8 @@ class Task(db.Model):
     # Bumped by every UPDATE that changes what users see, in that same UPDATE: events carry it, so
     # pages and socket servers drop an event older than one they already have (see app/progress.py).
     seq: so.Mapped[int] = so.mapped_column(default=0, server_default="0")
+    # Operations (issue 9): when retention (or the owner) deleted the export file; then 410.
+    file_deleted_at: so.Mapped[datetime | None] = so.mapped_column()
 
     user: so.Mapped[User] = so.relationship(back_populates="tasks")
 
@@ -145,4 +149,4 @@ class Task(db.Model):
     @property
     def has_download(self) -> bool:
         """Whether a finished export file can be downloaded."""
-        return self.status == TaskStatus.FINISHED and bool(self.result_path)
+        return self.status == TaskStatus.FINISHED and bool(self.result_path) and self.file_deleted_at is None

@@ -21,7 +21,9 @@ import sqlalchemy as sa
 from flask import current_app
 from rq import get_current_job
 
+from app.expiry import expires_at, is_expired
 from app.extensions import db
+from app.logs import log_step, milestones_crossed
 from app.models import Task, TaskStatus, isoformat_z, utcnow
 
 log = logging.getLogger(__name__)
@@ -51,7 +53,7 @@ def user_room(user_id: int) -> str:
 
 def download_url(task: Task) -> str | None:
     """Relative download link of a finished export, else None."""
-    return f"/tasks/{task.id}/download" if task.has_download else None
+    return f"/tasks/{task.id}/download" if task.has_download and not is_expired(task) else None
 
 
 def task_payload(task: Task) -> dict[str, Any]:
@@ -68,6 +70,7 @@ def task_payload(task: Task) -> dict[str, Any]:
         "started_at": isoformat_z(task.started_at),
         "finished_at": isoformat_z(task.finished_at),
         "seq": task.seq,
+        "expires_at": isoformat_z(expires_at(task)),  # issue 9: retention
     }
 
 
@@ -145,6 +148,7 @@ def end_task(task_id: str, status: TaskStatus, message: str | None = None, *,
         return None
     task = _reload(task_id)
     publish(task)
+    log_step(status.value, task.id, task.user_id, task.created_at, message=message)
     return task
 
 
@@ -161,19 +165,24 @@ class ProgressPublisher:
         self._started: dict[str, Any] = {}  # the `started` event: later ones change only a field or two
         self._user_id = 0
         self.last_beat = float("-inf")  # clock() of the last heartbeat written into the row
+        self._created: Any = None
 
     def start(self) -> Task | None:
         """Mark the task started and announce it; None if it was canceled before it began."""
         now = utcnow()
+        rerun = False
         if not _update(self.task_id, Task.status == TaskStatus.QUEUED, status=TaskStatus.STARTED, started_at=now,
                        heartbeat_at=now):
-            return None
+            if not self._reopen():
+                return None
+            rerun = True
         self.last_beat = self.clock()
         task = _reload(self.task_id)
         if task.status != TaskStatus.STARTED:
             return None  # canceled between our update and this read: its event is already out
         self.percent = task.progress
-        self._started, self._user_id = task_payload(task), task.user_id
+        self._started, self._user_id, self._created = task_payload(task), task.user_id, task.created_at
+        log_step("started", task.id, task.user_id, task.created_at, rerun=rerun or None)
         emit_payload(self._started, self._user_id)
         self._last_sent = self.clock()
         self._mirror_meta()
@@ -196,6 +205,8 @@ class ProgressPublisher:
             return
         if not changed:
             raise TaskCanceled(self.task_id)
+        for mark in milestones_crossed(self.percent, percent):
+            log_step(f"progress_{mark}", self.task_id, self._user_id, self._created, progress=percent)
         self.percent = percent
         self._last_sent = self.last_beat = self.clock()
         # From what we wrote, not a re-read: a cancel committed since would make us announce it twice.
@@ -221,8 +232,29 @@ class ProgressPublisher:
         seq = _update(self.task_id, Task.status == TaskStatus.STARTED, delivering=True, message=message)
         if not seq:
             raise TaskCanceled(self.task_id)
+        for mark in milestones_crossed(self.percent, 99):  # passed, though a throttled step went unrecorded
+            log_step(f"progress_{mark}", self.task_id, self._user_id, self._created, progress=self.percent)
+        log_step("delivering", self.task_id, self._user_id, self._created)
         # The email can take a second or two: show why the bar waits.
         emit_payload({**self._started, "progress": self.percent, "message": message, "seq": seq}, self._user_id)
+
+    def _reopen(self) -> bool:
+        """Run a failed task again because RQ runs its job again (an operator requeued it).
+
+        Only `failed` reopens: a finished or canceled task stays ended. Progress is kept, so it
+        never goes backwards; the unique index refuses it while the user has another one active.
+        """
+        if get_current_job() is None:
+            return False
+        try:
+            now = utcnow()
+            return _update(self.task_id, Task.status == TaskStatus.FAILED, status=TaskStatus.STARTED,
+                           message=None, finished_at=None, delivering=False, started_at=now,
+                           heartbeat_at=now) is not None
+        except sa.exc.IntegrityError:
+            db.session.rollback()
+            log.warning("task %s not rerun: its user has another one of its kind active", self.task_id)
+            return False
 
     def _mirror_meta(self) -> None:
         """Copy progress into RQ's job.meta for operators (rq-dashboard, `rq info`)."""

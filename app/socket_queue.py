@@ -13,6 +13,8 @@ from typing import Callable, Iterator
 
 import socketio
 
+from app.ops.process_metrics import PROGRESS_EVENTS
+
 MAX_RETRY_SLEEP = 4.0
 TERMINAL = frozenset({"finished", "failed", "canceled"})
 # Tasks whose newest event this server remembers; the least recently active fall out (bounded memory).
@@ -49,8 +51,11 @@ class ResyncRedisManager(socketio.RedisManager):
         if isinstance(data, list) and len(data) == 1:  # python-socketio 5.x publishes the args as a list
             data = data[0]
         if message.get("event") == "task_progress" and isinstance(data, dict) and "task_id" in data:
+            PROGRESS_EVENTS.labels("in").inc()  # issue 9: /metrics
             if not self._admit(data):
+                PROGRESS_EVENTS.labels("suppressed").inc()
                 return
+            PROGRESS_EVENTS.labels("out").inc()
             message = self._skip_ahead_sockets(message, data)
         super()._handle_emit(message)
 

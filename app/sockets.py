@@ -18,6 +18,7 @@ from flask_socketio import ConnectionRefusedError, emit, join_room
 
 from app.extensions import db, socketio
 from app.models import Task, TaskStatus, utcnow
+from app.ops.process_metrics import SOCKETS_CONNECTED
 from app.progress import EVENT, task_payload, user_room
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ def on_connect(auth: Any = None) -> None:
     if not current_user.is_authenticated:
         raise ConnectionRefusedError("Log in to receive task progress.")
     join_room(user_room(current_user.id))
+    SOCKETS_CONNECTED.inc()  # issue 9: /metrics
     _remember_socket(session.get("sock_key"), request.sid)
     # Straight to this socket, not through Redis: the snapshot must arrive even if Redis is down.
     for payload in snapshot(current_user.id):
@@ -79,6 +81,7 @@ def on_connect(auth: Any = None) -> None:
 @socketio.on("disconnect")
 def on_disconnect(*_args: Any) -> None:
     """Forget the socket id of a closed connection."""
+    SOCKETS_CONNECTED.dec()  # issue 9: only accepted connections were counted (refused ones never disconnect)
     _forget_socket(session.get("sock_key"), request.sid)
 
 

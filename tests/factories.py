@@ -18,7 +18,8 @@ from app.models import Post, Task, TaskStatus, User, utcnow
 POST_BODY_RE = re.compile(r'<div class="post-body">(.*?)</div>', re.DOTALL)
 TASK_ROW_RE = re.compile(r'data-task-row="([^"]+)"')
 # The fields of the contract's `task_progress` event, and the time stamps we add to it.
-EVENT_FIELDS = {"task_id", "name", "description", "progress", "status", "message", "download_url"}
+EVENT_FIELDS = {"task_id", "name", "description", "progress", "status", "message", "download_url",
+                "expires_at"}
 EVENT_EXTRAS = {"created_at", "started_at", "finished_at", "seq"}
 
 

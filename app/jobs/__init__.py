@@ -14,6 +14,7 @@ from app.extensions import db
 from app.jobs.callbacks import on_job_failure, on_job_stopped
 from app.jobs.export import export_posts
 from app.models import Task, User
+from app.logs import log_step
 from app.progress import publish
 
 
@@ -89,4 +90,5 @@ def launch_task(user: User, name: str) -> Task:
         db.session.delete(task)
         db.session.commit()
         raise QueueUnavailable(str(exc)) from exc
+    log_step("queued", task.id, user.id, task.created_at, name=name)
     return task

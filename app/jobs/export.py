@@ -17,10 +17,11 @@ from flask import current_app, render_template
 from rq.timeouts import JobTimeoutException
 
 from app import mailer
+from app.expiry import retention
 from app.extensions import db
 from app.jobs.heartbeat import heartbeat
 from app.jobs.sessions import own_session
-from app.models import Post, Task, TaskStatus, User, isoformat_z
+from app.models import Post, Task, TaskStatus, User, isoformat_z, utcnow
 from app.progress import ProgressPublisher, TaskCanceled, end_task, with_db_retry
 
 log = logging.getLogger(__name__)
@@ -198,7 +199,8 @@ def send_export_email(user: User, task: Task, path: Path) -> str | None:
     size = path.stat().st_size
     link = f"{config['PUBLIC_URL']}/tasks/{task.id}/download"
     attach = size <= config["MAIL_ATTACHMENT_MAX_BYTES"]
-    context = {"user": user, "link": link, "attached": attach, "size": size}
+    context = {"user": user, "link": link, "attached": attach, "size": size,
+               "expires_at": f"{utcnow() + retention():%Y-%m-%d %H:%M} UTC"}  # issue 9: the file is kept this long
     msg = mailer.new_message("[Microblog] Your blog posts", config["MAIL_DEFAULT_SENDER"], user.email)
     msg.set_content(render_template("email/export_posts.txt", **context))
     msg.add_alternative(render_template("email/export_posts.html", **context), subtype="html")

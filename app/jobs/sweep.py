@@ -31,6 +31,7 @@ from rq.registry import StartedJobRegistry
 from app.extensions import db
 from app.jobs import redis_client, task_queue
 from app.jobs.callbacks import WORKER_DIED, end_abandoned
+from app.logs import log_step
 from app.models import Task, TaskStatus, utcnow
 from app.progress import CANCELED, end_task
 
@@ -94,6 +95,7 @@ def sweep_abandoned_tasks() -> int:
             if end_abandoned(task.id, WORKER_DIED):
                 ended += 1
                 log.warning("sweep ended task %s: no heartbeat for %s s", task.id, limit.total_seconds())
+                log_step("swept", task.id, task.user_id, task.created_at, level=logging.WARNING, reason=WORKER_DIED)
     queued = [t for t in active if t.status == TaskStatus.QUEUED]
     jobs = fetch_jobs([t.id for t in queued], redis_client()) if queued else {}
     for task in queued:
@@ -103,6 +105,7 @@ def sweep_abandoned_tasks() -> int:
         if ending is not None and end_task(task.id, *ending):
             ended += 1
             log.warning("sweep ended task %s: %s", task.id, ending[1])
+            log_step("swept", task.id, task.user_id, task.created_at, level=logging.WARNING, reason=ending[1])
     if active:
         # Let RQ's own registry agree with us (it would otherwise wait for maintenance).
         StartedJobRegistry(queue=task_queue()).cleanup()
@@ -167,9 +170,12 @@ def sweep_once() -> int | None:
 
 def sweep_forever(app: Flask, wait: Callable[[float], bool]) -> None:
     """Sweep every SWEEP_INTERVAL seconds until wait(seconds) returns True; never dies of an error."""
+    from app.jobs.retention import retention_once
+
     while not wait(app.config["SWEEP_INTERVAL"]):
         try:
             with app.app_context():
                 sweep_once()
+                retention_once()  # issue 9: expired export files, one process per interval (a Redis lock)
         except Exception:  # even pushing the context failed: say so, and try again next time
             log.exception("sweep loop error")

@@ -15,6 +15,8 @@ from rq.job import Job, JobStatus
 from werkzeug.wrappers import Response
 
 from app.extensions import db
+from app.expiry import is_expired
+from app.jobs.retention import delete_export_file
 from app.jobs import QueueUnavailable, TaskAlreadyActive, launch_task, redis_client
 from app.jobs.export import result_file
 from app.main.forms import EmptyForm
@@ -120,12 +122,26 @@ def stop_job(task_id: str) -> None:
 def download(task_id: str) -> Response:
     """The export file of a finished export, to its owner only."""
     task = owned_task_or_404(task_id)
+    if is_expired(task):  # issue 9: retention (or the owner) deleted it
+        return render_template("tasks/expired.html", title="Export expired", task=task), 410
     if not task.has_download:
         abort(404, description="This task has no file to download.")
     path = result_file(task)  # result_path is relative to EXPORT_DIR, wherever this machine mounts it
     if path is None:
         abort(404, description="The export file is no longer available.")
     return send_file(path, mimetype="application/json", as_attachment=True, download_name="posts.json")
+
+
+@bp.route("/tasks/<task_id>/delete", methods=["POST"])
+@login_required
+def delete_export(task_id: str) -> Response:
+    """Delete the caller's finished export file now, before retention would (issue 9)."""
+    task = owned_task_or_404(task_id)
+    if not task.has_download:
+        abort(404, description="This task has no file to delete.")
+    delete_export_file(task)
+    flash("The export file was deleted.", "info")
+    return _back(url_for("tasks.history"))
 
 
 @bp.app_context_processor
