@@ -14,6 +14,7 @@ def main() -> None:
     from psycogreen.eventlet import patch_psycopg
 
     patch_psycopg()  # psycopg2 waits cooperatively instead of blocking every socket
+    # PyMySQL (mysql+pymysql://) needs nothing: it is pure Python on the sockets monkey_patch greened.
     load_dotenv()
     from app import create_app
     from app.extensions import socketio

@@ -1,4 +1,4 @@
-"""Fixtures: `app`, `client`, `runner`, `auth` and factories (flaskr style), on SQLite and PostgreSQL;
+"""Fixtures: `app`, `client`, `runner`, `auth` and factories (flaskr style), on SQLite, PostgreSQL and MySQL/MariaDB;
 and `stack`, a real deployment (web server, worker, Redis, SMTP) for pipeline tests."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from tests.harness import ROOT, RedisServer, SmtpServer, Stack, migrate, new_database_url, read_posts, seed  # noqa: F401
 
-DATABASES = ["sqlite", "postgresql"]
+DATABASES = ["sqlite", "postgresql", "mysql"]
 CSRF_RE = re.compile(r'name="csrf-token" content="([^"]+)"')
 
 
