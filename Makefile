@@ -7,12 +7,12 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export FLASK_APP := app:create_app
 
-.PHONY: run test install install-test assets chromium migrate bench clean
+.PHONY: run test install install-test assets chromium nginx migrate bench clean
 
 run: install assets migrate  ## Install everything, migrate, start web + worker + Redis + SMTP sink
 	$(BIN)/python -m scripts.dev
 
-test: install-test assets chromium  ## Install what the tests need and run the whole suite
+test: install-test assets chromium nginx  ## Install what the tests need and run the whole suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 install: $(VENV)/.runtime
@@ -39,6 +39,11 @@ app/static/vendor/socket.io.min.js: package.json package-lock.json
 chromium:
 	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 	@/usr/bin/chromium --version
+
+# Load-balancer tests run Debian's nginx unprivileged (tests/test_nginx.py, deploy/nginx.conf).
+nginx:
+	@test -x /usr/sbin/nginx || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq nginx >/dev/null; }
+	@/usr/sbin/nginx -v
 
 migrate: install
 	$(BIN)/flask db upgrade
