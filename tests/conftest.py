@@ -150,14 +150,18 @@ def make_posts(app):
 
 @pytest.fixture(scope="module", params=DATABASES)
 def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """Private Redis, SMTP server, one web server (eventlet) and one worker, on a migrated database."""
-    workdir = tmp_path_factory.mktemp(f"stack-{request.param}")
-    url, drop = new_database_url(request.param, workdir)
+    """Private Redis, SMTP server, one web server (eventlet) and one worker, on a migrated database.
+
+    A param "postgresql:gevent" runs the web server with SOCKETIO_ASYNC_MODE=gevent."""
+    kind, _, async_mode = request.param.partition(":")
+    workdir = tmp_path_factory.mktemp(f"stack-{kind}")
+    url, drop = new_database_url(kind, workdir)
     migrate(url)
     redis_server = RedisServer(workdir / "redis").start()
     smtp = SmtpServer().start()
-    deployment = Stack(workdir, url, redis_server, smtp, extra_env={"MAIL_ATTACHMENT_MAX_BYTES": "100000"})
-    deployment.kind = request.param
+    env = {"MAIL_ATTACHMENT_MAX_BYTES": "100000", **({"SOCKETIO_ASYNC_MODE": async_mode} if async_mode else {})}
+    deployment = Stack(workdir, url, redis_server, smtp, extra_env=env)
+    deployment.kind = kind
     try:
         deployment.start_web()
         deployment.start_worker()
