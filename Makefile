@@ -7,12 +7,12 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export FLASK_APP := app:create_app
 
-.PHONY: run test chaos install install-test assets chromium prometheus screenshots-ops migrate bench clean
+.PHONY: run test chaos install install-test assets chromium prometheus nginx screenshots-ops migrate bench clean
 
 run: install assets migrate  ## Install everything, migrate, start web + worker + Redis + SMTP sink
 	$(BIN)/python -m scripts.dev
 
-test: install-test assets chromium prometheus  ## Install what the tests need and run the whole suite
+test: install-test assets chromium prometheus nginx  ## Install what the tests need and run the whole suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The long chaos soak (tests/faults/test_chaos.py): CHAOS_SECONDS of faults per database, SQLite then
@@ -49,6 +49,10 @@ chromium:
 prometheus:
 	@command -v promtool >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends prometheus >/dev/null; }
 	@promtool --version | head -1
+# Load-balancer tests run Debian's nginx unprivileged (tests/test_nginx.py, deploy/nginx.conf).
+nginx:
+	@test -x /usr/sbin/nginx || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq nginx >/dev/null; }
+	@/usr/sbin/nginx -v
 
 migrate: install
 	$(BIN)/flask db upgrade

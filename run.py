@@ -1,25 +1,54 @@
-"""Web entry point: the Flask-SocketIO server on eventlet. `python run.py` (honcho: the `web:` line)."""
-import eventlet
+"""Web entry point: the Flask-SocketIO server on eventlet (or gevent). `python run.py` (honcho: the `web:` line)."""
+import os
 
+# SOCKETIO_ASYNC_MODE picks the event loop, so it is read before anything else is imported (a .env
+# is read by hand below: python-dotenv imports threading, which must come after the patch).
+
+
+def _async_mode() -> str:
+    """SOCKETIO_ASYNC_MODE from the environment, else from .env, else eventlet (the design's default)."""
+    if os.environ.get("SOCKETIO_ASYNC_MODE"):
+        return os.environ["SOCKETIO_ASYNC_MODE"]
+    try:
+        with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".env")) as fh:
+            for line in fh:
+                key, sep, value = line.strip().partition("=")
+                if sep and key.strip().removeprefix("export ").strip() == "SOCKETIO_ASYNC_MODE":
+                    return value.strip().strip("'\"") or "eventlet"
+    except FileNotFoundError:
+        pass
+    return "eventlet"
+
+
+ASYNC_MODE = _async_mode()
 # First, before anything else imports socket or threading: the whole web process runs on green threads.
-eventlet.monkey_patch()
+if ASYNC_MODE == "gevent":
+    from gevent import monkey
 
-import os  # noqa: E402
+    monkey.patch_all()
+else:
+    import eventlet
+
+    eventlet.monkey_patch()
 
 from dotenv import load_dotenv  # noqa: E402
 
 
 def main() -> None:
     """Patch the PostgreSQL driver, build the app, start the sweep, and serve on PORT."""
-    from psycogreen.eventlet import patch_psycopg
+    if ASYNC_MODE == "gevent":
+        from psycogreen.gevent import patch_psycopg
+    else:
+        from psycogreen.eventlet import patch_psycopg
 
     patch_psycopg()  # psycopg2 waits cooperatively instead of blocking every socket
+    # PyMySQL (mysql+pymysql://) needs nothing: it is pure Python on the sockets the patch greened.
     load_dotenv()
     from app import create_app
     from app.extensions import socketio
     from app.jobs.sweep import sweep_forever
 
-    app = create_app(SOCKETIO_ASYNC_MODE=os.environ.get("SOCKETIO_ASYNC_MODE") or "eventlet")
+    app = create_app(SOCKETIO_ASYNC_MODE=ASYNC_MODE)
 
     def wait(seconds: float) -> bool:
         socketio.sleep(seconds)
@@ -28,9 +57,11 @@ def main() -> None:
     socketio.start_background_task(sweep_forever, app, wait)
     port = int(os.environ.get("PORT") or app.config["PORT"])
     host = os.environ.get("HOST", "127.0.0.1")
-    print(f"Microblog is serving on http://{host}:{port}", flush=True)
-    socketio.run(app, host=host, port=port, max_size=int(os.environ.get("MAX_CONNECTIONS", "10000")),
-                 log_output=os.environ.get("ACCESS_LOG", "") == "1")
+    # Simultaneous connections: eventlet's WSGI server calls the cap max_size, gevent's a spawn pool.
+    max_connections = int(os.environ.get("MAX_CONNECTIONS", "10000"))
+    limit = {"spawn": max_connections} if ASYNC_MODE == "gevent" else {"max_size": max_connections}
+    print(f"Microblog is serving on http://{host}:{port} ({ASYNC_MODE})", flush=True)
+    socketio.run(app, host=host, port=port, log_output=os.environ.get("ACCESS_LOG", "") == "1", **limit)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import MetaData
 
+from app import mysql as _mysql  # noqa: F401  (DATETIME(6) on MySQL/MariaDB)
+
 # Named constraints let Alembic alter tables on SQLite (batch mode) and PostgreSQL alike.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",

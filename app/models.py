@@ -99,6 +99,8 @@ class Task(db.Model):
 
     __table_args__ = (
         # One active task of each kind per user: two concurrent clicks cannot both insert.
+        # MySQL/MariaDB have no partial index: migration scale_0001 puts this unique index over a
+        # generated column there instead (NULL once the task ended).
         sa.Index(
             "uq_task_one_active_per_user",
             "user_id",

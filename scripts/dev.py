@@ -2,7 +2,9 @@
 
 Redis (the one at REDIS_URL when it answers, else a private redis-server on a free port), then,
 under honcho, an SMTP sink saving mail under var/mail (unless MAIL_SERVER is set), the web server
-and one RQ worker that is restarted when it dies. Every process gets the same environment.
+and a pool of WORKER_PROCESSES RQ workers (default 1). Restarts, one layer per process: the pool
+parent restarts its members (RQ's WorkerPool), and this script restarts the pool parent
+(scripts/stack_manager.py); a SIGKILL of any of them leaves the stack up. Every process gets the same environment.
 Ctrl-C or SIGTERM stops them all: honcho starts each one in its own session and signals the whole
 group; the private Redis stops last, so the worker's warm shutdown can still talk to it.
 """
@@ -16,10 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dotenv import load_dotenv
-from honcho.manager import Manager
 
 from scripts.services import free_port, port_open, redis_answers, redis_command, smtp_sink_command, wait_for_port
-from scripts.supervise import die_with_parent
+from scripts.stack_manager import StackManager, die_with_parent
 
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var"
@@ -27,6 +28,8 @@ DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 DEFAULT_MAIL_PORT = 8025
 # Seconds the embedded Redis gets to answer (it is up in ~15 ms) and to stop.
 REDIS_WAIT = 10
+# Processes started again when they exit (any other exit stops the stack, as honcho does).
+RESTARTED = {"worker"}
 
 
 class StackError(Exception):
@@ -88,7 +91,7 @@ def _mail_port(configured: str | None) -> int:
 
 
 def plan_app(plan: Plan) -> None:
-    """The web server on PORT and one worker, restarted whenever it dies."""
+    """The web server on PORT and a worker pool, whose parent is restarted whenever it dies."""
     port = int(plan.env.get("PORT") or 5000)
     host = plan.env.get("HOST", "127.0.0.1")
     if port_open("127.0.0.1", port):
@@ -97,7 +100,8 @@ def plan_app(plan: Plan) -> None:
     # everyone, so the worker's links in emails (PUBLIC_URL's default) point at this web server.
     plan.env["PORT"] = str(port)
     plan.processes["web"] = "exec " + python("run.py")
-    plan.processes["worker"] = "exec " + python("-m", "scripts.supervise", "--", sys.executable, "-m", "worker")
+    processes = plan.env.get("WORKER_PROCESSES") or "1"
+    plan.processes["worker"] = "exec " + python("-m", "worker", "--processes", processes)
     shown_host = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
     plan.notes.insert(0, f"open:   http://{shown_host}:{port}")
 
@@ -155,9 +159,9 @@ def stop_redis(proc: subprocess.Popen) -> None:
 
 def run(plan: Plan) -> int:
     """Run the processes under honcho until Ctrl-C/SIGTERM or until one of them exits."""
-    manager = Manager()
+    manager = StackManager()
     for name, command in plan.processes.items():
-        manager.add_process(name, command, env=plan.env, cwd=str(ROOT))
+        manager.add_process(name, command, env=plan.env, cwd=str(ROOT), restart=name in RESTARTED)
     manager.loop()
     return manager.returncode or 0
 

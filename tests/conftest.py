@@ -1,4 +1,4 @@
-"""Fixtures: `app`, `client`, `runner`, `auth` and factories (flaskr style), on SQLite and PostgreSQL;
+"""Fixtures: `app`, `client`, `runner`, `auth` and factories (flaskr style), on SQLite, PostgreSQL and MySQL/MariaDB;
 and `stack`, a real deployment (web server, worker, Redis, SMTP) for pipeline tests."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from tests.harness import ROOT, RedisServer, SmtpServer, Stack, migrate, new_database_url, read_posts, seed  # noqa: F401
 
-DATABASES = ["sqlite", "postgresql"]
+DATABASES = ["sqlite", "postgresql", "mysql"]
 CSRF_RE = re.compile(r'name="csrf-token" content="([^"]+)"')
 
 
@@ -150,16 +150,20 @@ def make_posts(app):
 
 @pytest.fixture(scope="module", params=DATABASES)
 def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """Private Redis, SMTP server, one web server (eventlet) and one worker, on a migrated database."""
-    workdir = tmp_path_factory.mktemp(f"stack-{request.param}")
-    url, drop = new_database_url(request.param, workdir)
+    """Private Redis, SMTP server, one web server (eventlet) and one worker, on a migrated database.
+
+    A param "postgresql:gevent" runs the web server with SOCKETIO_ASYNC_MODE=gevent."""
+    kind, _, async_mode = request.param.partition(":")
+    workdir = tmp_path_factory.mktemp(f"stack-{kind}")
+    url, drop = new_database_url(kind, workdir)
     migrate(url)
     redis_server = RedisServer(workdir / "redis").start()
     smtp = SmtpServer().start()
     # A test module may add to the environment (test_browser.py holds its exports: STACK_ENV).
-    env = {"MAIL_ATTACHMENT_MAX_BYTES": "100000", **getattr(request.module, "STACK_ENV", {})}
+    env = {"MAIL_ATTACHMENT_MAX_BYTES": "100000", **({"SOCKETIO_ASYNC_MODE": async_mode} if async_mode else {}),
+           **getattr(request.module, "STACK_ENV", {})}
     deployment = Stack(workdir, url, redis_server, smtp, extra_env=env)
-    deployment.kind = request.param
+    deployment.kind = kind
     try:
         deployment.start_web()
         deployment.start_worker()

@@ -429,6 +429,8 @@ def new_database_url(kind: str, tmp: Path) -> tuple[str, Callable[[], None]]:
     """A fresh, empty database of the given kind and a function that removes it."""
     if kind == "sqlite":
         return f"sqlite:///{tmp / 'app.db'}", lambda: None
+    if kind == "mysql":
+        return _new_mysql_database()
     import psycopg2
 
     name = "mb_test_" + secrets.token_hex(6)
@@ -444,6 +446,31 @@ def new_database_url(kind: str, tmp: Path) -> tuple[str, Callable[[], None]]:
         admin.close()
 
     return f"postgresql://postgres@127.0.0.1/{name}", drop
+
+
+def _new_mysql_database() -> tuple[str, Callable[[], None]]:
+    """A fresh MySQL/MariaDB database (utf8mb4) on TEST_MYSQL_HOST (default 127.0.0.1, root)."""
+    import pymysql
+
+    host = os.environ.get("TEST_MYSQL_HOST", "127.0.0.1")
+    name = "mb_test_" + secrets.token_hex(6)
+    admin = pymysql.connect(host=host, user="root", autocommit=True)
+    with admin.cursor() as cur:
+        # Binary collation: text compares as on PostgreSQL and SQLite (case-sensitive), as the README says.
+        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+
+    def drop() -> None:
+        with admin.cursor() as cur:  # open connections would hold DROP on a metadata lock
+            cur.execute("SELECT id FROM information_schema.processlist WHERE db = %s", (name,))
+            for (thread_id,) in cur.fetchall():
+                try:
+                    cur.execute(f"KILL {int(thread_id)}")
+                except pymysql.err.OperationalError:  # it ended meanwhile
+                    pass
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        admin.close()
+
+    return f"mysql+pymysql://root@{host}:3306/{name}?charset=utf8mb4", drop
 
 
 def migrate(database_url: str) -> None:
@@ -485,8 +512,9 @@ def read_posts(database_url: str, username: str) -> list[dict]:
     engine = sa.create_engine(normalize_database_url(database_url))
     try:
         with engine.connect() as conn:
+            user_table = engine.dialect.identifier_preparer.quote("user")  # "user" / `user`
             rows = conn.execute(sa.text(
-                'SELECT p.body, p.timestamp FROM post p JOIN "user" u ON u.id = p.user_id '
+                f"SELECT p.body, p.timestamp FROM post p JOIN {user_table} u ON u.id = p.user_id "
                 "WHERE u.username = :name ORDER BY p.timestamp, p.id"), {"name": username}).all()
     finally:
         engine.dispose()

@@ -220,6 +220,8 @@ def _user_id(stack, username: str) -> int:
     engine = sa.create_engine(normalize_database_url(stack.database_url))
     try:
         with engine.connect() as conn:
-            return conn.execute(sa.text('SELECT id FROM "user" WHERE username = :u'), {"u": username}).scalar_one()
+            user_table = engine.dialect.identifier_preparer.quote("user")  # "user" / `user`
+            return conn.execute(sa.text(f"SELECT id FROM {user_table} WHERE username = :u"),
+                                {"u": username}).scalar_one()
     finally:
         engine.dispose()

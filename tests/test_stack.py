@@ -1,5 +1,5 @@
 """`make run` from a clean checkout: web, worker, embedded Redis and SMTP sink come up, a killed worker
-comes back, and Ctrl-C (or SIGTERM) leaves no process behind.
+(even every worker process, pool parent included) comes back, and Ctrl-C (or SIGTERM) leaves no process behind.
 
 The checkout is a copy of what git would commit (tracked and untracked-not-ignored files), so it
 has no .env, no database, no var/. To avoid a full reinstall it reuses the test's own venv
@@ -289,3 +289,28 @@ def test_sigterm_stops_the_stack(running_stack: RunningStack) -> None:
     wait_until(lambda: live_workers(stack, connection), 60, "the worker to register")
     stack.stop(signal.SIGTERM, group=False)
     assert_nothing_left(stack)
+
+
+def test_every_worker_process_sigkilled_stack_stays_up(tmp_path: Path) -> None:
+    """SIGKILL the pool parent and all its members at once: the stack stays up and a full pool returns."""
+    stack = RunningStack(tmp_path, WORKER_PROCESSES="2")
+    try:
+        stack.wait_serving()
+        connection = redis.Redis.from_url(stack.banner(r"REDIS_URL=(redis://127\.0\.0\.1:\d+/0)"))
+        members = wait_until(lambda: len(live_workers(stack, connection)) == 2 and live_workers(stack, connection),
+                             60, "2 pool members to register")
+        parent = read_proc(members[0].pid).ppid
+        assert {read_proc(w.pid).ppid for w in members} == {parent}, "both members under one pool parent"
+        victims = [next(p for p in stack.record() if p.pid == pid) for pid in [parent, *(w.pid for w in members)]]
+        for victim in victims:
+            os.kill(victim.pid, signal.SIGKILL)
+        fresh = wait_until(lambda: len(live_workers(stack, connection)) == 2 and live_workers(stack, connection),
+                           60, "a new pool of 2 to register")
+        assert not {w.pid for w in fresh} & {v.pid for v in victims}
+        assert not any(v.alive() for v in victims)
+        assert read_proc(fresh[0].pid).ppid != parent, "a new pool parent"
+        assert _answers(stack.url + "/auth/login")
+        stack.stop(signal.SIGINT, group=True)
+        assert_nothing_left(stack)
+    finally:
+        stack.cleanup()

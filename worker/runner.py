@@ -104,7 +104,18 @@ def wait_for_redis(stop: threading.Event, interval: float = 1.0) -> None:
         stop.wait(interval)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """`python -m worker [--processes N]`: one worker, or a pool of N (worker/pool.py)."""
+    from worker.pool import parse_processes, run_pool
+
+    processes = parse_processes(argv)
+    if processes is not None:
+        run_pool(processes)
+    else:
+        serve()
+
+
+def serve() -> None:
     """Run one worker until SIGTERM/SIGINT (RQ finishes the current job on the first signal)."""
     load_dotenv()
     from app import create_app

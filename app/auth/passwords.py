@@ -16,12 +16,17 @@ T = TypeVar("T")
 
 
 def _offload(fn: Callable[..., T], *args: object) -> T:
-    """Run fn in a real OS thread when the web server runs on eventlet."""
+    """Run fn in a real OS thread when the web server runs on eventlet (or gevent)."""
     eventlet = sys.modules.get("eventlet")
     if eventlet is not None and eventlet.patcher.is_monkey_patched("thread"):
         from eventlet import tpool
 
         return tpool.execute(fn, *args)
+    gevent_monkey = sys.modules.get("gevent.monkey")
+    if gevent_monkey is not None and gevent_monkey.is_module_patched("threading"):
+        import gevent  # SOCKETIO_ASYNC_MODE=gevent: the hub's pool of real threads does the same
+
+        return gevent.get_hub().threadpool.apply(fn, args)
     return fn(*args)
 
 
