@@ -19,6 +19,7 @@ from app.jobs import QueueUnavailable, TaskAlreadyActive, launch_task, redis_cli
 from app.main.forms import EmptyForm
 from app.models import Task, TaskStatus
 from app.progress import CANCELED, end_task, task_payload
+from app.security import page_number, safe_next
 from app.tasks import bp
 
 log = logging.getLogger(__name__)
@@ -34,10 +35,7 @@ def owned_task_or_404(task_id: str) -> Task:
 
 def _back(default: str) -> Response:
     """Redirect (303) to a same-site `next` form field, else to default."""
-    target = request.form.get("next") or ""
-    if not target.startswith("/") or target.startswith("//"):
-        target = default
-    return redirect(target, code=303)
+    return redirect(safe_next(request.form.get("next"), default), code=303)
 
 
 @bp.route("/export_posts", methods=["POST"])
@@ -62,7 +60,7 @@ def history() -> str:
     """The caller's tasks, newest first."""
     page = db.paginate(
         sa.select(Task).where(Task.user_id == current_user.id).order_by(Task.created_at.desc()),
-        page=request.args.get("page", 1, type=int), per_page=50, error_out=True,
+        page=page_number(), per_page=50, error_out=True,
     )
     return render_template("tasks/history.html", title="Your tasks", tasks=page, form=EmptyForm())
 
