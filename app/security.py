@@ -24,6 +24,10 @@ MAX_PAGE = 1_000_000
 
 def init_app(app: Flask) -> None:
     """Add the headers to every response and the handlers for malformed input."""
+    from app import limits, socket_limits
+
+    limits.init_app(app)
+    socket_limits.init_app(app)
     app.after_request(add_security_headers)
     app.register_error_handler(RequestEntityTooLarge, too_large)
     app.register_error_handler(OverflowError, bad_input)

@@ -9,6 +9,7 @@ from app.auth.forms import LoginForm, RegistrationForm
 from app.auth.passwords import check_login, set_password
 from app.extensions import db
 from app.extensions import login as login_manager
+from app.limits import login_per_account, login_per_address, register_per_address
 from app.models import User
 from app.security import safe_next
 from app.sessions import end_current_session, start_session
@@ -24,6 +25,8 @@ user_loaded_from_cookie.connect(name_session_sockets)
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@login_per_account
+@login_per_address
 def login() -> str | Response:
     """Log a user in."""
     if current_user.is_authenticated:
@@ -49,6 +52,7 @@ def logout() -> Response:
 
 
 @bp.route("/register", methods=["GET", "POST"])
+@register_per_address
 def register() -> str | Response:
     """Create an account."""
     if current_user.is_authenticated:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import redis
 import sqlalchemy as sa
-from flask import (abort, current_app, flash, has_request_context, jsonify, redirect, render_template, request,
+from flask import (abort, current_app, flash, g, has_request_context, jsonify, redirect, render_template, request,
                    send_file, session, url_for)
 from flask_login import current_user, login_required
 from rq.command import send_stop_job_command
@@ -15,6 +15,7 @@ from rq.job import Job, JobStatus
 from werkzeug.wrappers import Response
 
 from app.extensions import db
+from app.limits import exports_per_user
 from app.jobs import QueueUnavailable, TaskAlreadyActive, launch_task, redis_client
 from app.main.forms import EmptyForm
 from app.models import Task, TaskStatus
@@ -40,6 +41,7 @@ def _back(default: str) -> Response:
 
 @bp.route("/export_posts", methods=["POST"])
 @login_required
+@exports_per_user
 def export_posts() -> Response:
     """Launch the export of the caller's posts."""
     try:
@@ -50,6 +52,7 @@ def export_posts() -> Response:
         flash("The task queue is unavailable right now, so no export was started. Please try again shortly.",
               "danger")
     else:
+        g.task_launched = True  # counts towards EXPORT_RATE_LIMIT
         flash("Your export has started. Its progress shows at the top of every page.", "info")
     return _back(url_for("main.user", username=current_user.username))
 
