@@ -82,6 +82,7 @@ class Config:
         self.LOGIN_ADDRESS_RATE_LIMIT = os.environ.get("LOGIN_ADDRESS_RATE_LIMIT") or "100 per 15 minutes"
         self.EXPORT_RATE_LIMIT = os.environ.get("EXPORT_RATE_LIMIT") or "10 per hour"
         self.REGISTER_RATE_LIMIT = os.environ.get("REGISTER_RATE_LIMIT") or "20 per hour"
+        self.RESET_RATE_LIMIT = os.environ.get("RESET_RATE_LIMIT") or "10 per hour"
         self.MAX_SOCKETS_PER_USER = _env_int("MAX_SOCKETS_PER_USER", 20)
 
 

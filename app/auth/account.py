@@ -9,6 +9,7 @@ from wtforms import PasswordField, SubmitField
 from wtforms.validators import DataRequired, EqualTo, Length
 
 from app.auth import bp
+from app.auth.lifecycle import DeleteAccountForm
 from app.auth.passwords import check_password, set_password
 from app.extensions import db
 from app.main.forms import EmptyForm
@@ -29,7 +30,8 @@ class ChangePasswordForm(FlaskForm):
 def _account_page(password_form: ChangePasswordForm | None = None, status: int = 200) -> tuple[str, int]:
     """Render the account page with its three forms."""
     return render_template("auth/account.html", title="Your account",
-                           password_form=password_form or ChangePasswordForm(), form=EmptyForm()), status
+                           password_form=password_form or ChangePasswordForm(), form=EmptyForm(),
+                           delete_form=DeleteAccountForm()), status
 
 
 @bp.route("/account")
