@@ -117,3 +117,19 @@ def test_cookie_flags(app, make_user, database_url, redis_server, monkeypatch, s
         found = cookies(secure)
         for name in ("session", "remember_token"):
             assert "Secure" in found[name] and "HttpOnly" in found[name] and "SameSite=Lax" in found[name]
+
+
+def test_ending_sessions_closes_their_sockets(app, make_user):
+    """Log out everywhere and a password change close the sockets of the sessions they end."""
+    make_user("alice")
+    here, here_auth = logged_in(app)
+    there, _ = logged_in(app)
+    sockets = app.extensions["socketio"]
+    here_socket = sockets.test_client(app, flask_test_client=here)
+    there_socket = sockets.test_client(app, flask_test_client=there)
+    assert here_socket.is_connected() and there_socket.is_connected()
+    here_auth.post("/auth/change_password", {"current_password": "password123", "password": "new-password-1",
+                                             "password2": "new-password-1"})
+    assert here_socket.is_connected() and not there_socket.is_connected()
+    here_auth.post("/auth/logout_everywhere")
+    assert not here_socket.is_connected()

@@ -15,8 +15,8 @@ from rq.job import Job, JobStatus
 from werkzeug.wrappers import Response
 
 from app.extensions import db
-from app.limits import exports_per_user
 from app.jobs import QueueUnavailable, TaskAlreadyActive, launch_task, redis_client
+from app.limits import exports_per_user
 from app.main.forms import EmptyForm
 from app.models import Task, TaskStatus
 from app.progress import CANCELED, end_task, task_payload
