@@ -125,3 +125,33 @@ def test_usernames_and_emails_unique_regardless_of_case(app, make_user, auth):
                 db.session.commit()
             db.session.rollback()
     assert auth.login("Alice").status_code == 302
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_migration_refuses_existing_case_duplicates(kind, tmp_path, redis_server, capfd):
+    """An old database with 'Alice' and 'alice' stops the upgrade with a message naming them."""
+    from flask_migrate import upgrade
+
+    from app import create_app
+    from tests.harness import ROOT, new_database_url
+
+    url, drop = new_database_url(kind, tmp_path)
+    try:
+        app = create_app(TESTING=True, SECRET_KEY="t", SQLALCHEMY_DATABASE_URI=url, SOCKETIO_MESSAGE_QUEUE=None,
+                         REDIS_URL=redis_server.url)
+        with app.app_context():
+            upgrade(directory=str(ROOT / "migrations"), revision="a25b1ee9524e")
+            with db.engine.begin() as connection:
+                connection.execute(sa.text('INSERT INTO "user" (username, email) VALUES '
+                                           "('Alice', 'a1@example.com'), ('alice', 'a2@example.com')"))
+            with pytest.raises(SystemExit):  # what `flask db upgrade` does with the migration's error
+                upgrade(directory=str(ROOT / "migrations"))
+            assert "these differ only in case: 'alice' (2 accounts)" in capfd.readouterr().err
+            # Once the operator renamed one, the same upgrade goes through.
+            with db.engine.begin() as connection:
+                connection.execute(sa.text("UPDATE \"user\" SET username = 'alice2' WHERE username = 'alice'"))
+            upgrade(directory=str(ROOT / "migrations"))
+            db.session.remove()
+            db.engine.dispose()
+    finally:
+        drop()

@@ -33,6 +33,7 @@ def _refuse_case_duplicates() -> None:
 
 
 def upgrade():
+    _refuse_case_duplicates()  # first: SQLite does not roll DDL back, so fail before creating anything
     op.create_table(
         "user_session",
         sa.Column("id", sa.String(length=64), nullable=False),
@@ -46,7 +47,6 @@ def upgrade():
     with op.batch_alter_table("user_session", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_user_session_user_id"), ["user_id"], unique=False)
 
-    _refuse_case_duplicates()
     if op.get_bind().dialect.name != "mysql":
         # MySQL/MariaDB compare with a case-insensitive collation already: the existing unique indexes do it.
         op.create_index("uq_user_username_lower", "user", [sa.text("lower(username)")], unique=True)
