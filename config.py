@@ -1,5 +1,6 @@
 """Configuration: one class, every value from the environment (and `.env`)."""
 import os
+from datetime import timedelta
 
 BASEDIR = os.path.abspath(os.path.dirname(__file__))
 
@@ -81,6 +82,20 @@ class Config:
         self.WTF_CSRF_TIME_LIMIT = None  # a tab left open for hours can still cancel its export
         self.SESSION_COOKIE_SAMESITE = "Lax"
         self.REMEMBER_COOKIE_SAMESITE = "Lax"
+        # --- security (see README "Security") ---
+        https = self.PUBLIC_URL.startswith("https://")
+        self.SESSION_COOKIE_HTTPONLY = self.REMEMBER_COOKIE_HTTPONLY = True
+        self.SESSION_COOKIE_SECURE = self.REMEMBER_COOKIE_SECURE = https
+        # A login session unused this long ends (its row is deleted); the remember-me cookie lasts as long.
+        self.REMEMBER_COOKIE_DURATION = timedelta(days=_env_int("SESSION_MAX_IDLE_DAYS", 30))
+        # A little over the import's own 20 MB limit: larger bodies are refused (413) unread.
+        self.MAX_CONTENT_LENGTH = _env_int("MAX_CONTENT_LENGTH", 21 * 1024 * 1024)
+        self.LOGIN_RATE_LIMIT = os.environ.get("LOGIN_RATE_LIMIT") or "10 per 15 minutes"
+        self.LOGIN_ADDRESS_RATE_LIMIT = os.environ.get("LOGIN_ADDRESS_RATE_LIMIT") or "100 per 15 minutes"
+        self.EXPORT_RATE_LIMIT = os.environ.get("EXPORT_RATE_LIMIT") or "10 per hour"
+        self.REGISTER_RATE_LIMIT = os.environ.get("REGISTER_RATE_LIMIT") or "20 per hour"
+        self.RESET_RATE_LIMIT = os.environ.get("RESET_RATE_LIMIT") or "10 per hour"
+        self.MAX_SOCKETS_PER_USER = _env_int("MAX_SOCKETS_PER_USER", 20)
 
 
 def normalize_database_url(url: str) -> str:

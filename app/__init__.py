@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from flask import Flask
 
 from app.logs import configure_logging
+from app import security
 from app.extensions import bootstrap, csrf, db, login, mail, migrate, socketio
 from config import Config, normalize_database_url
 
@@ -29,6 +30,7 @@ def create_app(config: Config | None = None, **overrides: Any) -> Flask:
     configure_logging(app.config)
     register_extensions(app)
     register_blueprints(app)
+    security.init_app(app)
     register_cli(app)
     app.shell_context_processor(_shell_context)
     return app

@@ -39,8 +39,17 @@ class User(UserMixin, db.Model):
     posts: so.WriteOnlyMapped[Post] = so.relationship(back_populates="author", passive_deletes=True)
     tasks: so.WriteOnlyMapped[Task] = so.relationship(back_populates="user", passive_deletes=True)
 
+    # The login session this object was loaded for (set by the user loader and at login). Flask-Login
+    # stores get_id() in the session and remember-me cookies, so both carry that session's random id,
+    # which logout deletes: a replayed cookie then names nobody. Not a column.
+    session_id = None
+
     def __repr__(self) -> str:
         return f"<User {self.username}>"
+
+    def get_id(self) -> str | None:
+        """Flask-Login: the login session's id, never the user's number."""
+        return self.session_id
 
     def set_password(self, password: str, method: str = "scrypt") -> None:
         """Store a salted hash of the password."""
@@ -52,9 +61,24 @@ class User(UserMixin, db.Model):
 
 
 @login.user_loader
-def load_user(user_id: str) -> User | None:
-    """Flask-Login: the user behind a session."""
-    return db.session.get(User, int(user_id))
+def load_user(session_id: str) -> User | None:
+    """Flask-Login: the user behind a login session; none once that session was ended (logout)."""
+    from app.sessions import load_session_user  # the session table's rules live there
+
+    return load_session_user(session_id)
+
+
+# --- login sessions (security) ---------------------------------------------------------------------
+
+class UserSession(db.Model):
+    """One login (a browser): its random id is what the session and remember-me cookies carry."""
+
+    __tablename__ = "user_session"
+
+    id: so.Mapped[str] = so.mapped_column(sa.String(64), primary_key=True)
+    user_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey(User.id, ondelete="CASCADE"), index=True)
+    created_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)
+    last_seen: so.Mapped[datetime] = so.mapped_column(default=utcnow)
 
 
 class Post(db.Model):

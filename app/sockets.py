@@ -14,8 +14,9 @@ import redis
 import sqlalchemy as sa
 from flask import Flask, current_app, request, session
 from flask_login import current_user
-from flask_socketio import ConnectionRefusedError, emit, join_room
+from flask_socketio import emit, join_room
 
+from app import socket_limits
 from app.extensions import db, socketio
 from app.models import Task, TaskStatus, utcnow
 from app.ops.process_metrics import SOCKETS_CONNECTED
@@ -67,7 +68,8 @@ def session_sockets_key(sock_key: str) -> str:
 def on_connect(auth: Any = None) -> None:
     """Accept logged-in users only, join their room, and bring the page current."""
     if not current_user.is_authenticated:
-        raise ConnectionRefusedError("Log in to receive task progress.")
+        socket_limits.refuse("Log in to receive task progress.")
+    socket_limits.admit(current_user.id, request.sid)  # MAX_SOCKETS_PER_USER, across servers
     join_room(user_room(current_user.id))
     SOCKETS_CONNECTED.inc()  # issue 9: /metrics
     _remember_socket(session.get("sock_key"), request.sid)
@@ -82,6 +84,7 @@ def on_connect(auth: Any = None) -> None:
 def on_disconnect(*_args: Any) -> None:
     """Forget the socket id of a closed connection."""
     SOCKETS_CONNECTED.dec()  # issue 9: only accepted connections were counted (refused ones never disconnect)
+    socket_limits.forget(request.sid)
     _forget_socket(session.get("sock_key"), request.sid)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -50,6 +51,7 @@ def app(database_url: str, tmp_path: Path, redis_server: RedisServer):
         EXPORT_DIR=str(tmp_path / "exports"),
         PASSWORD_HASH_METHOD="pbkdf2:sha256:1000",
         POSTS_PER_PAGE=5,
+        RATELIMIT_KEY_PREFIX=f"test-{uuid.uuid4().hex}",  # rate-limit counters of one test only
     )
     with app.app_context():
         upgrade(directory=str(ROOT / "migrations"))

@@ -33,10 +33,10 @@ class RegistrationForm(FlaskForm):
 
     def validate_username(self, username: StringField) -> None:
         """Refuse a username that is taken."""
-        if db.session.scalar(sa.select(User.id).where(User.username == username.data)):
+        if db.session.scalar(sa.select(User.id).where(sa.func.lower(User.username) == username.data.lower())):
             raise ValidationError("That username is taken. Please choose another.")
 
     def validate_email(self, email: StringField) -> None:
         """Refuse an email address that already has an account."""
-        if db.session.scalar(sa.select(User.id).where(User.email == email.data)):
+        if db.session.scalar(sa.select(User.id).where(sa.func.lower(User.email) == email.data.lower())):
             raise ValidationError("That email address already has an account.")

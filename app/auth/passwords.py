@@ -5,10 +5,12 @@ process would stall during each login. When the process is patched, hash in even
 """
 from __future__ import annotations
 
+import secrets
 import sys
 from typing import Callable, TypeVar
 
 from flask import current_app
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.models import User
 
@@ -38,3 +40,17 @@ def set_password(user: User, password: str) -> None:
 def check_password(user: User, password: str) -> bool:
     """Verify a password."""
     return _offload(user.check_password, password)
+
+
+_DUMMY_HASHES: dict[str, str] = {}
+
+
+def check_login(user: User | None, password: str) -> bool:
+    """Verify a login; an unknown user costs one hash too, so timing does not tell who exists."""
+    if user is not None:
+        return check_password(user, password)
+    method = current_app.config["PASSWORD_HASH_METHOD"]
+    if method not in _DUMMY_HASHES:
+        _DUMMY_HASHES[method] = generate_password_hash(secrets.token_hex(16), method=method)
+    _offload(check_password_hash, _DUMMY_HASHES[method], password)
+    return False

@@ -1,31 +1,23 @@
 """Account views."""
-import secrets
-from urllib.parse import urlsplit
-
 import sqlalchemy as sa
 from flask import flash, jsonify, redirect, render_template, request, session, url_for
-from flask_login import current_user, login_required, login_user, logout_user, user_loaded_from_cookie
+from flask_login import current_user, login_required, user_loaded_from_cookie
 from werkzeug.wrappers import Response
 
 from app.auth import bp
 from app.auth.forms import LoginForm, RegistrationForm
-from app.auth.passwords import check_password, set_password
+from app.auth.passwords import check_login, set_password
 from app.extensions import db
 from app.extensions import login as login_manager
+from app.limits import login_per_account, login_per_address, register_per_address
 from app.models import User
-from app.sockets import disconnect_session_sockets
+from app.security import safe_next
+from app.sessions import end_current_session, start_session
 
 
-def _safe_next(target: str | None) -> str:
-    """Only same-site relative paths may be a post-login destination."""
-    if not target or urlsplit(target).netloc or urlsplit(target).scheme or not target.startswith("/"):
-        return url_for("main.index")
-    return target
-
-
-def name_session_sockets(*_args: object, **_kwargs: object) -> None:
-    """Give this login session a key that names its sockets, so logout can close them."""
-    session["sock_key"] = secrets.token_urlsafe(16)
+def name_session_sockets(_app: object, user: User, **_kwargs: object) -> None:
+    """A browser back through its remember-me cookie: its sockets are named by that login session."""
+    session["sock_key"] = user.session_id
 
 
 # A session restored from the "remember me" cookie is a new login session too.
@@ -33,19 +25,20 @@ user_loaded_from_cookie.connect(name_session_sockets)
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@login_per_account
+@login_per_address
 def login() -> str | Response:
     """Log a user in."""
     if current_user.is_authenticated:
         return redirect(url_for("main.index"))
     form = LoginForm()
     if form.validate_on_submit():
-        user = db.session.scalar(sa.select(User).where(User.username == form.username.data))
-        if user is None or not check_password(user, form.password.data):
+        user = db.session.scalar(sa.select(User).where(sa.func.lower(User.username) == form.username.data.lower()))
+        if not check_login(user, form.password.data):
             flash("Invalid username or password.", "danger")
             return render_template("auth/login.html", title="Sign in", form=form), 401
-        login_user(user, remember=form.remember_me.data)
-        name_session_sockets()
-        return redirect(_safe_next(request.args.get("next")))
+        start_session(user, remember=form.remember_me.data)
+        return redirect(safe_next(request.args.get("next")))
     return render_template("auth/login.html", title="Sign in", form=form), 400 if form.errors else 200
 
 
@@ -53,13 +46,13 @@ def login() -> str | Response:
 @login_required
 def logout() -> Response:
     """Log out (CSRFProtect has checked the token) and close the sockets this session opened."""
-    disconnect_session_sockets(session.pop("sock_key", None))
-    logout_user()
+    end_current_session(current_user)
     flash("You have been logged out.", "info")
     return redirect(url_for("auth.login"))
 
 
 @bp.route("/register", methods=["GET", "POST"])
+@register_per_address
 def register() -> str | Response:
     """Create an account."""
     if current_user.is_authenticated:

@@ -9,10 +9,17 @@ def browser_line_breaks(text: str | None) -> str | None:
     return text.replace("\r\n", "\n") if text else text
 
 
+class BoundedTextAreaField(TextAreaField):
+    """A textarea that, when refused, shows back at most a little more than its limit, never a huge body."""
+
+    def _value(self) -> str:
+        return super()._value()[:1000]
+
+
 class PostForm(FlaskForm):
     """A new post."""
 
-    post = TextAreaField("Say something", filters=[browser_line_breaks], validators=[
+    post = BoundedTextAreaField("Say something", filters=[browser_line_breaks], validators=[
         DataRequired(message="A post cannot be empty."),
         Length(min=1, max=140, message="A post has at most 140 characters."),
     ])

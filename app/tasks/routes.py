@@ -6,7 +6,7 @@ from pathlib import Path
 
 import redis
 import sqlalchemy as sa
-from flask import (abort, current_app, flash, has_request_context, jsonify, redirect, render_template, request,
+from flask import (abort, current_app, flash, g, has_request_context, jsonify, redirect, render_template, request,
                    send_file, session, url_for)
 from flask_login import current_user, login_required
 from rq.command import send_stop_job_command
@@ -19,9 +19,11 @@ from app.expiry import is_expired
 from app.jobs.retention import delete_export_file
 from app.jobs import QueueUnavailable, TaskAlreadyActive, launch_task, redis_client
 from app.jobs.export import result_file
+from app.limits import exports_per_user
 from app.main.forms import EmptyForm
 from app.models import Task, TaskStatus
 from app.progress import CANCELED, end_task, task_payload
+from app.security import page_number, safe_next
 from app.tasks import bp
 
 log = logging.getLogger(__name__)
@@ -37,14 +39,12 @@ def owned_task_or_404(task_id: str) -> Task:
 
 def _back(default: str) -> Response:
     """Redirect (303) to a same-site `next` form field, else to default."""
-    target = request.form.get("next") or ""
-    if not target.startswith("/") or target.startswith("//"):
-        target = default
-    return redirect(target, code=303)
+    return redirect(safe_next(request.form.get("next"), default), code=303)
 
 
 @bp.route("/export_posts", methods=["POST"])
 @login_required
+@exports_per_user
 def export_posts() -> Response:
     """Launch the export of the caller's posts."""
     try:
@@ -55,6 +55,7 @@ def export_posts() -> Response:
         flash("The task queue is unavailable right now, so no export was started. Please try again shortly.",
               "danger")
     else:
+        g.task_launched = True  # counts towards EXPORT_RATE_LIMIT
         flash("Your export has started. Its progress shows at the top of every page.", "info")
     return _back(url_for("main.user", username=current_user.username))
 
@@ -65,7 +66,7 @@ def history() -> str:
     """The caller's tasks, newest first."""
     page = db.paginate(
         sa.select(Task).where(Task.user_id == current_user.id).order_by(Task.created_at.desc()),
-        page=request.args.get("page", 1, type=int), per_page=50, error_out=True,
+        page=page_number(), per_page=50, error_out=True,
     )
     return render_template("tasks/history.html", title="Your tasks", tasks=page, form=EmptyForm())
 

@@ -148,6 +148,8 @@
     document.dispatchEvent(new CustomEvent("task-progress", { detail: t }));
   }
 
+  // The server renders the width as data (a strict CSP forbids inline styles); CSSOM may set it.
+  document.querySelectorAll(".progress-bar[data-width]").forEach(function (n) { n.style.width = n.getAttribute("data-width") + "%"; });
   // Bars the server rendered are the floor for later events of the same task.
   document.querySelectorAll("[data-task-id]").forEach(function (bar) {
     var id = bar.getAttribute("data-task-id");

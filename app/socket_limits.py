@@ -1,0 +1,148 @@
+"""Socket limits: a budget of client packets per connection, refused sockets closed at once, and
+at most MAX_SOCKETS_PER_USER concurrent sockets per user across every server.
+
+The app expects nothing from a client but its namespace CONNECT, so a connection that keeps
+sending is cut off before its packets cost a green thread each. The per-user count lives in Redis
+(a sorted set of socket ids scored by when their server last vouched for them), so sockets held by
+a server that died age out instead of locking their user out.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, NoReturn
+
+import engineio.exceptions
+import redis
+from flask import Flask, current_app, request
+from flask_socketio import ConnectionRefusedError
+
+from app.extensions import socketio
+
+log = logging.getLogger(__name__)
+
+BURST = 10  # client packets a connection may send at once (CONNECT, a reconnect or two)
+REFILL_PER_SECOND = 1.0
+REFRESH_EVERY = 60  # seconds between a server's re-vouching for its sockets
+STALE_AFTER = 3 * REFRESH_EVERY  # a socket nobody vouched for this long belongs to a dead server
+
+_budgets: dict[str, list[float]] = {}  # eio sid -> [tokens, last refill time]
+_socket_users: dict[str, int] = {}  # socket id -> user id, for the sockets this process holds
+_refresher_started = False
+
+
+def user_sockets_key(user_id: int) -> str:
+    """Redis sorted set of a user's open socket ids, on every server (named like the rate limits)."""
+    return f"{current_app.config['RATELIMIT_KEY_PREFIX']}:user-sockets:{user_id}"
+
+
+def init_app(app: Flask) -> None:
+    """Guard the engine.io server this app's Socket.IO server runs on (once per server object)."""
+    eio = getattr(socketio.server, "eio", None)
+    if eio is None or getattr(eio, "_microblog_guarded", False):
+        return
+    trigger = eio._trigger_event
+
+    def guarded(event: str, *args: Any, **kwargs: Any) -> Any:
+        # Checked before engine.io spawns a green thread for the packet: a flood costs a dict lookup.
+        if event == "message" and not _within_budget(args[0]):
+            log.warning("socket %s sent more packets than a client of this app does: closing it", args[0])
+            # engine.io's reader loop ends on this error and drops the connection (TCP included),
+            # even when the client never reads the close frame.
+            raise engineio.exceptions.SocketIsClosedError()
+        if event == "disconnect":
+            _budgets.pop(args[0], None)
+        return trigger(event, *args, **kwargs)
+
+    eio._trigger_event = guarded
+    eio._microblog_guarded = True
+
+
+def _within_budget(eio_sid: str) -> bool:
+    """Token bucket per connection: BURST packets, then REFILL_PER_SECOND."""
+    now = time.monotonic()
+    budget = _budgets.get(eio_sid)
+    if budget is None:
+        budget = _budgets[eio_sid] = [float(BURST), now]
+    budget[0] = min(float(BURST), budget[0] + (now - budget[1]) * REFILL_PER_SECOND)
+    budget[1] = now
+    if budget[0] < 1:
+        return False
+    budget[0] -= 1
+    return True
+
+
+def refuse(reason: str) -> NoReturn:
+    """Refuse the connecting socket with a reason, then close its engine.io connection too."""
+    eio_sid = socketio.server.manager.eio_sid_from_sid(request.sid, "/")
+    if eio_sid:
+        # After the handler returns, so the CONNECT_ERROR with the reason goes out first.
+        socketio.start_background_task(_close, eio_sid)
+    raise ConnectionRefusedError(reason)
+
+
+def _close(eio_sid: str) -> None:
+    """Close an engine.io connection that may already be gone."""
+    try:
+        socketio.server.eio.disconnect(eio_sid)
+    except KeyError:
+        pass
+
+
+def admit(user_id: int, sid: str) -> None:
+    """Count this socket for its user; refuse it past MAX_SOCKETS_PER_USER (fail open without Redis)."""
+    limit = current_app.config["MAX_SOCKETS_PER_USER"]
+    key = user_sockets_key(user_id)
+    now = time.time()
+    try:
+        client = current_app.extensions["redis"]
+        _, _, count, _ = (client.pipeline().zremrangebyscore(key, 0, now - STALE_AFTER).zadd(key, {sid: now})
+                          .zcard(key).expire(key, STALE_AFTER).execute())
+        if count > limit:
+            client.zrem(key, sid)
+            refuse(f"Too many open connections for this account (at most {limit}); close some tabs.")
+    except redis.exceptions.RedisError:
+        log.warning("socket count unavailable (Redis down): socket %s admitted uncounted", sid)
+    _socket_users[sid] = user_id
+    _start_refresher(current_app._get_current_object())
+
+
+def forget(sid: str) -> None:
+    """A socket closed: it no longer counts for its user."""
+    user_id = _socket_users.pop(sid, None)
+    if user_id is None:
+        return
+    try:
+        current_app.extensions["redis"].zrem(user_sockets_key(user_id), sid)
+    except redis.exceptions.RedisError:
+        pass  # it ages out after STALE_AFTER
+
+
+def _start_refresher(app: Flask) -> None:
+    """Once per process: keep vouching for this server's sockets so they do not age out."""
+    global _refresher_started
+    if not _refresher_started:
+        _refresher_started = True
+        socketio.start_background_task(_refresh_forever, app)
+
+
+def _refresh_forever(app: Flask) -> None:
+    """Every REFRESH_EVERY seconds, re-score this process's sockets, a few hundred per round trip."""
+    while True:
+        socketio.sleep(REFRESH_EVERY)
+        try:
+            client = app.extensions["redis"]
+            items = list(_socket_users.items())
+            with app.app_context():  # the key names come from the config
+                keys = {user_id: user_sockets_key(user_id) for user_id in set(_socket_users.values())}
+            for start in range(0, len(items), 500):
+                pipe = client.pipeline(transaction=False)
+                now = time.time()
+                for sid, user_id in items[start:start + 500]:
+                    if user_id in keys:
+                        pipe.zadd(keys[user_id], {sid: now}, xx=True)
+                        pipe.expire(keys[user_id], STALE_AFTER)
+                pipe.execute()
+                socketio.sleep(0)
+        except redis.exceptions.RedisError:
+            log.warning("could not refresh the socket counts; retrying in %s s", REFRESH_EVERY)

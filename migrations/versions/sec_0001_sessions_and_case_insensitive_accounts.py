@@ -1,0 +1,62 @@
+"""login sessions; usernames and emails unique regardless of case
+
+Revision ID: sec_0001
+Revises: a25b1ee9524e
+Create Date: 2026-12-01 20:00:00
+
+"""
+from alembic import op
+import sqlalchemy as sa
+
+
+revision = "sec_0001"
+down_revision = "scale_0001_mysql_one_active_task"  # chained at the merge
+branch_labels = None
+depends_on = None
+
+
+def _refuse_case_duplicates() -> None:
+    """Stop with a clear message rather than guess which of two case-variant accounts to keep."""
+    bind = op.get_bind()
+    for column in ("username", "email"):
+        rows = bind.execute(sa.text(
+            f'SELECT lower({column}) AS v, count(*) AS n FROM "user" GROUP BY lower({column}) HAVING count(*) > 1'
+            if bind.dialect.name != "mysql" else
+            f"SELECT lower({column}) AS v, count(*) AS n FROM `user` GROUP BY lower({column}) HAVING count(*) > 1"
+        )).fetchall()
+        if rows:
+            names = ", ".join(f"{r[0]!r} ({r[1]} accounts)" for r in rows[:10])
+            raise RuntimeError(
+                f"Cannot make {column}s unique regardless of case: these differ only in case: {names}. "
+                f"Rename or delete the extra accounts (e.g. with `flask shell`), then run the upgrade again."
+            )
+
+
+def upgrade():
+    _refuse_case_duplicates()  # first: SQLite does not roll DDL back, so fail before creating anything
+    op.create_table(
+        "user_session",
+        sa.Column("id", sa.String(length=64), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("last_seen", sa.DateTime(), nullable=False),
+        sa.ForeignKeyConstraint(["user_id"], ["user.id"], name=op.f("fk_user_session_user_id_user"),
+                                ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_user_session")),
+    )
+    with op.batch_alter_table("user_session", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_user_session_user_id"), ["user_id"], unique=False)
+
+    if op.get_bind().dialect.name != "mysql":
+        # MySQL/MariaDB compare with a case-insensitive collation already: the existing unique indexes do it.
+        op.create_index("uq_user_username_lower", "user", [sa.text("lower(username)")], unique=True)
+        op.create_index("uq_user_email_lower", "user", [sa.text("lower(email)")], unique=True)
+
+
+def downgrade():
+    if op.get_bind().dialect.name != "mysql":
+        op.drop_index("uq_user_email_lower", table_name="user")
+        op.drop_index("uq_user_username_lower", table_name="user")
+    with op.batch_alter_table("user_session", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_user_session_user_id"))
+    op.drop_table("user_session")
