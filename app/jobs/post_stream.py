@@ -4,7 +4,8 @@ PostgreSQL: one server-side cursor over `ORDER BY timestamp, id` in a read-only 
 plans for the first rows, so it walks the (user_id, timestamp, id) index in order even right after a
 bulk insert, where keyset batches fell back to a bitmap scan and a sort per batch). The database
 formats each timestamp (`to_char`), so Python never builds a datetime.
-SQLite (and others): keyset batches, each in its own short transaction, timestamps read as text.
+SQLite (and others): keyset batches, each in its own short transaction; SQLite formats the stored
+timestamp text itself.
 Either way a dropped connection resumes after the last post read, and memory is one batch.
 
 This module runs in RQ work horses: no eventlet here.
@@ -68,8 +69,7 @@ def _keyset(user_id: int, last: tuple[datetime, int] | None, batch_size: int) ->
     """Keyset batches, each its own short transaction (SQLite: never hold a read across progress writes)."""
     posts = Post.__table__
     text = db.engine.dialect.name == "sqlite"
-    # SQLite stores "YYYY-MM-DD HH:MM:SS.ffffff": reading it as text skips a datetime per row.
-    stamp = sa.type_coerce(posts.c.timestamp, sa.String) if text else posts.c.timestamp
+    stamp = _sqlite_stamp(posts.c.timestamp) if text else posts.c.timestamp
     while True:
         stmt = _after(sa.select(stamp, posts.c.id, posts.c.body).where(posts.c.user_id == user_id)
                       .order_by(posts.c.timestamp, posts.c.id).limit(batch_size), last)
@@ -77,15 +77,14 @@ def _keyset(user_id: int, last: tuple[datetime, int] | None, batch_size: int) ->
             rows = conn.execute(stmt).all()
         if not rows:
             return
-        yield [(_z(ts) if text else isoformat_z(ts), ident, body) for ts, ident, body in rows]
-        last = (rows[-1][0] if not text else datetime.fromisoformat(rows[-1][0]), rows[-1][1])
+        yield rows if text else [(isoformat_z(ts), ident, body) for ts, ident, body in rows]
+        last = (datetime.fromisoformat(rows[-1][0][:-1]) if text else rows[-1][0], rows[-1][1])
 
 
-def _z(stored: str) -> str:
-    """SQLite's stored text as the export's `YYYY-MM-DDTHH:MM:SS.ffffffZ`."""
-    if len(stored) == 26:
-        return f"{stored[:10]}T{stored[11:]}Z"
-    return isoformat_z(datetime.fromisoformat(stored))  # written by something else: normalise
+def _sqlite_stamp(column: sa.ColumnElement) -> sa.ColumnElement[str]:
+    """SQLite's stored "YYYY-MM-DD HH:MM:SS[.ffffff]" as the export's text, built by SQLite itself."""
+    iso = sa.func.replace(sa.type_coerce(column, sa.String), " ", "T")
+    return sa.case((sa.func.length(iso) == 19, iso + ".000000Z"), else_=iso + "Z")
 
 
 def encode(rows: Batch) -> bytes:
