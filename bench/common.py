@@ -95,11 +95,13 @@ class Clients:
     """A bench.eio_client process: N sockets, held until `release()`."""
 
     def __init__(self, stack: Stack, cookies: Path, sockets: int, rate: float = 0, measure: bool = False,
-                 port: int | None = None) -> None:
+                 port: int | None = None, record: bool = False) -> None:
         cmd = [sys.executable, "-m", "bench.eio_client", f"http://127.0.0.1:{port or stack.ports[0]}",
                str(cookies), "--sockets", str(sockets), "--rate", str(rate)]
         if measure:
             cmd.append("--measure")
+        if record:
+            cmd.append("--record")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
     def wait_connected(self, timeout: float = 300) -> int:
@@ -151,7 +153,8 @@ class Publisher:
         next_at = time.monotonic()
         while not self._stop.is_set():
             payload = {"task_id": "bench", "name": "bench", "description": "bench", "progress": 1,
-                       "status": "started", "message": None, "download_url": None, "sent": time.monotonic()}
+                       "status": "started", "message": None, "download_url": None, "sent": time.monotonic(),
+                       "seq": self.sent}
             self.manager.emit("task_progress", payload, room=f"user:{self.user_id}", namespace="/")
             self.sent += 1
             next_at += period

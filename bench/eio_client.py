@@ -103,18 +103,23 @@ async def run(args: argparse.Namespace) -> dict:
     latencies: list[float] = []
     dropped = 0
 
-    async def listen(sock: Socket) -> None:
+    records: list[list] = []
+
+    async def listen(sock: Socket, index: int) -> None:
         nonlocal dropped
         try:
             while True:
                 packet = await sock.recv()
                 if packet == "2":
                     await sock.send("3")
+                elif args.record and packet.startswith("42"):
+                    data = json.loads(packet[2:])[1]
+                    records.append([index, data.get("task_id"), data.get("status")])
                 elif args.measure and packet.startswith("42"):
                     now = time.monotonic()
                     name, data = json.loads(packet[2:])
                     if isinstance(data, dict) and "sent" in data:
-                        latencies.append([now, (now - data["sent"]) * 1000])
+                        latencies.append([now, (now - data["sent"]) * 1000, data.get("seq", 0)])
         except (ConnectionError, asyncio.IncompleteReadError, OSError):
             dropped += 1
         except asyncio.CancelledError:
@@ -131,7 +136,7 @@ async def run(args: argparse.Namespace) -> dict:
         if outcome == "ok":
             connect_ms.append((time.monotonic() - began) * 1000)
             sockets.append(sock)
-            tasks.append(asyncio.create_task(listen(sock)))
+            tasks.append(asyncio.create_task(listen(sock, i)))
         else:
             sock.close()
 
@@ -155,7 +160,7 @@ async def run(args: argparse.Namespace) -> dict:
     for sock in sockets:
         sock.close()
     return {"outcomes": outcomes, "connected_s": connected_s, "connect_ms": connect_ms,
-            "latencies_ms": latencies, "dropped": dropped, "held": still}
+            "latencies_ms": latencies, "dropped": dropped, "held": still, "records": records}
 
 
 def main() -> None:
@@ -168,6 +173,7 @@ def main() -> None:
     parser.add_argument("--hold", type=float, default=0, help="seconds to hold (0: until a line on stdin)")
     parser.add_argument("--timeout", type=float, default=60)
     parser.add_argument("--measure", action="store_true", help="record task_progress latencies")
+    parser.add_argument("--record", action="store_true", help="record [socket index, task_id, status] of every event")
     args = parser.parse_args()
     print(json.dumps(asyncio.run(run(args))), flush=True)
 
