@@ -50,6 +50,8 @@ class Config:
         self.MAIL_ATTACHMENT_MAX_BYTES = _env_int("MAIL_ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024)
         self.PUBLIC_URL = (os.environ.get("PUBLIC_URL") or f"http://127.0.0.1:{port}").rstrip("/")
         self.POSTS_PER_PAGE = _env_int("POSTS_PER_PAGE", 25)
+        # New sockets between first request and end of `on_connect` at once (app/admission.py).
+        self.SOCKET_CONNECT_SLOTS = _env_int("SOCKET_CONNECT_SLOTS", 8)
         # Seconds an export may run before RQ stops it; generous, a million posts take ~10 s.
         self.TASK_TIMEOUT = _env_int("TASK_TIMEOUT", 3600)
         # How often a process looks for tasks whose job died with its worker.

@@ -111,6 +111,10 @@ def init_socketio(app: Flask) -> None:
         options["client_manager"] = manager
     options["cors_allowed_origins"] = origin_checker(app.config.get("SOCKETIO_ORIGINS") or [])
     socketio.init_app(app, **options)
+    from app.admission import ConnectAdmission
+
+    # Outside Flask-SocketIO's middleware: a storm of handshakes is paced before any of it runs.
+    app.wsgi_app = ConnectAdmission(app.wsgi_app, app.config["SOCKET_CONNECT_SLOTS"])
     app.extensions["progress_emitter"] = socketio
 
 

@@ -1,6 +1,7 @@
 """`flask` commands."""
 from __future__ import annotations
 
+import io
 import time
 from datetime import datetime, timedelta
 from typing import Iterator
@@ -30,7 +31,7 @@ def seed_rows(count: int, chunk: int = SEED_CHUNK) -> Iterator[list[tuple[str, d
 
 
 def insert_rows(user_id: int, count: int) -> None:
-    """Bulk insert: the driver's executemany on SQLite (~2x faster than Core), Core elsewhere."""
+    """Bulk insert: the driver's executemany on SQLite (~2x faster than Core), COPY on PostgreSQL, Core elsewhere."""
     if db.engine.dialect.name == "sqlite":
         connection = db.session.connection()
         sql = f"INSERT INTO {Post.__tablename__} (body, timestamp, user_id) VALUES (?, ?, ?)"
@@ -38,9 +39,23 @@ def insert_rows(user_id: int, count: int) -> None:
             # The text SQLAlchemy's SQLite DateTime type writes (microseconds always present), so
             # seeded rows sort and read back exactly like posts made through the app.
             connection.exec_driver_sql(sql, [(body, f"{ts:%Y-%m-%d %H:%M:%S.%f}", user_id) for body, ts in rows])
+    elif db.engine.dialect.name == "postgresql":
+        _copy_rows(user_id, count)
     else:
         for rows in seed_rows(count):
             db.session.execute(sa.insert(Post), [{"body": b, "timestamp": t, "user_id": user_id} for b, t in rows])
+
+
+def _copy_rows(user_id: int, count: int) -> None:
+    """PostgreSQL's COPY FROM STDIN, one chunk at a time, in the session's transaction."""
+    cursor = db.session.connection().connection.dbapi_connection.cursor()
+    sql = f'COPY "{Post.__tablename__}" (body, "timestamp", user_id) FROM STDIN'
+    try:
+        for rows in seed_rows(count):
+            # Seed bodies hold no tab, newline or backslash: COPY's text format needs no escaping.
+            cursor.copy_expert(sql, io.StringIO("".join(f"{body}\t{ts}\t{user_id}\n" for body, ts in rows)))
+    finally:
+        cursor.close()
 
 
 # ignore_unknown_options: `-5` reaches COUNT (and its clear message) instead of "No such option".
@@ -62,5 +77,9 @@ def seed_posts(username: str, count: str) -> None:
     began = time.perf_counter()
     insert_rows(user_id, number)
     db.session.commit()
+    if db.engine.dialect.name == "postgresql":
+        # Fresh statistics: the planner otherwise plans the user's pages for an empty table.
+        db.session.execute(sa.text(f'ANALYZE "{Post.__tablename__}"'))
+        db.session.commit()
     elapsed = time.perf_counter() - began
     click.echo(f"Added {number:,} posts to {username} in {elapsed:.2f} s ({number / elapsed:,.0f} posts/s).")

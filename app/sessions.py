@@ -50,6 +50,21 @@ def load_session_user(session_id: str) -> User | None:
     return user
 
 
+def live_session_user_id(session_id: str) -> int | None:
+    """The user id of a live login session, or None: `load_session_user`'s rule in one Core query.
+
+    For the socket connect path, which needs only the id (no ORM objects, no bookkeeping write).
+    """
+    if not session_id or len(session_id) > 64:
+        return None
+    with db.engine.connect() as connection:
+        row = connection.execute(sa.select(UserSession.user_id, UserSession.last_seen)
+                                 .where(UserSession.id == session_id)).first()
+    if row is None or row.last_seen < utcnow() - _max_idle():
+        return None
+    return row.user_id
+
+
 def _write(statement: sa.Executable) -> None:
     """Run a small bookkeeping write in its own transaction, never inside the view's one."""
     try:

@@ -7,6 +7,7 @@ page needs to be current at once.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from datetime import timedelta
 from typing import Any
 
@@ -17,9 +18,11 @@ from flask_login import current_user
 from flask_socketio import emit, join_room
 
 from app import socket_limits
+from app.admission import admitted
 from app.extensions import db, socketio
 from app.models import Task, TaskStatus, utcnow
 from app.ops.process_metrics import SOCKETS_CONNECTED
+from app.sessions import live_session_user_id
 from app.progress import EVENT, task_payload, user_room
 
 log = logging.getLogger(__name__)
@@ -30,16 +33,31 @@ SESSION_SOCKETS_TTL = 24 * 3600
 
 def snapshot(user_id: int) -> list[dict[str, Any]]:
     """Latest state of the user's tasks that are active or ended in the last 10 minutes."""
+    # Core on a pooled connection, one indexed query: no ORM session work for the many users
+    # who have no such task (py-spy: the ORM path was a third of a connect's hub time).
     recent = utcnow() - RECENT
-    tasks = db.session.scalars(
-        sa.select(Task)
-        .where(Task.user_id == user_id,
-               sa.or_(Task.status.in_(TaskStatus.active()), Task.finished_at >= recent))
-        .order_by(Task.created_at)
-    ).all()
-    payloads = [task_payload(t) for t in tasks]
-    db.session.commit()
-    return payloads
+    with db.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(*Task.__table__.c)
+            .where(Task.user_id == user_id,
+                   sa.or_(Task.status.in_(TaskStatus.active()), Task.finished_at >= recent))
+            .order_by(Task.created_at)
+        ).all()
+    return [task_payload(Task(**row._mapping)) for row in rows]  # transient: never added to a session
+
+
+def connecting_user_id() -> int | None:
+    """The id of the logged-in user opening a socket, or None.
+
+    The session carries a login-session id (app/sessions.py); one primary-key Core query on
+    `user_session` confirms that login is still live (not logged out, not idle too long) without
+    the ORM User that Flask-Login's loader would build for nothing. A session Flask-Login has not
+    filled in yet (a remember-me cookie alone) goes through its full loader.
+    """
+    session_id = session.get("_user_id")
+    if session_id is None:
+        return current_user.id if current_user.is_authenticated else None
+    return live_session_user_id(str(session_id))
 
 
 def outdated(payload: dict[str, Any]) -> bool:
@@ -67,17 +85,22 @@ def session_sockets_key(sock_key: str) -> str:
 @socketio.on("connect")
 def on_connect(auth: Any = None) -> None:
     """Accept logged-in users only, join their room, and bring the page current."""
-    if not current_user.is_authenticated:
-        socket_limits.refuse("Log in to receive task progress.")
-    socket_limits.admit(current_user.id, request.sid)  # MAX_SOCKETS_PER_USER, across servers
-    join_room(user_room(current_user.id))
-    SOCKETS_CONNECTED.inc()  # issue 9: /metrics
-    _remember_socket(session.get("sock_key"), request.sid)
-    # Straight to this socket, not through Redis: the snapshot must arrive even if Redis is down.
-    for payload in snapshot(current_user.id):
-        if not outdated(payload):  # checked right before the emit: no other greenlet runs between
-            sent_snapshot([request.sid], payload)
-            emit(EVENT, payload, to=request.sid, ignore_queue=True)
+    try:  # connects are admitted a few at a time (app/admission.py): the relays run between them
+        user_id = connecting_user_id()
+        if user_id is None:
+            socket_limits.refuse("Log in to receive task progress.")
+        socket_limits.admit(user_id, request.sid)  # MAX_SOCKETS_PER_USER, across servers
+        join_room(user_room(user_id))
+        SOCKETS_CONNECTED.inc()  # issue 9: /metrics
+        _remember_socket(session.get("sock_key"), request.sid)
+        socketio.sleep(0)  # let queued relays run between the steps of a connect
+        # Straight to this socket, not through Redis: the snapshot must arrive even if Redis is down.
+        for payload in snapshot(user_id):
+            if not outdated(payload):  # checked right before the emit: no other greenlet runs between
+                sent_snapshot([request.sid], payload)
+                emit(EVENT, payload, to=request.sid, ignore_queue=True)
+    finally:
+        admitted(request.environ)
 
 
 @socketio.on("disconnect")
@@ -101,13 +124,47 @@ def _remember_socket(sock_key: str | None, sid: str) -> None:
 
 
 def _forget_socket(sock_key: str | None, sid: str) -> None:
-    """Drop a closed socket from its session's set."""
-    if not sock_key:
-        return
-    try:
-        current_app.extensions["redis"].srem(session_sockets_key(sock_key), sid)
-    except redis.exceptions.RedisError:
-        pass
+    """Drop a closed socket from its session's set (batched: see `_Forgetter`)."""
+    if sock_key:
+        _Forgetter.add(current_app.extensions["redis"], session_sockets_key(sock_key), sid)
+
+
+class _Forgetter:
+    """SREMs of closed sockets, sent as one pipeline per batch by a background task.
+
+    A storm of disconnects then costs the hub a list append each, not a Redis round trip each.
+    A lost SREM only leaves a dead sid in a set with a TTL (logout's disconnect of it is a no-op).
+    """
+
+    pending: deque[tuple[str, str]] = deque()
+    client: redis.Redis | None = None
+    running = False
+    BATCH = 500
+
+    @classmethod
+    def add(cls, client: redis.Redis, key: str, sid: str) -> None:
+        """Queue one SREM; start the flusher if it is not running."""
+        cls.pending.append((key, sid))
+        cls.client = client
+        if not cls.running:
+            cls.running = True
+            socketio.start_background_task(cls.flush)
+
+    @classmethod
+    def flush(cls) -> None:
+        """Send the queued SREMs in pipelines of BATCH until none is left."""
+        try:
+            while cls.pending:
+                pipe = cls.client.pipeline(transaction=False)
+                for _ in range(min(cls.BATCH, len(cls.pending))):
+                    pipe.srem(*cls.pending.popleft())
+                try:
+                    pipe.execute()
+                except redis.exceptions.RedisError:
+                    log.warning("could not forget closed sockets (Redis unavailable)")
+                socketio.sleep(0)
+        finally:
+            cls.running = False
 
 
 def disconnect_session_sockets(sock_key: str | None) -> int:

@@ -1,19 +1,19 @@
 """Post views."""
 import sqlalchemy as sa
-from flask import current_app, flash, redirect, render_template, request, url_for
+from flask import current_app, flash, redirect, render_template, url_for
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
 from app.extensions import db
-from app.main import bp
+from app.main import bp, keyset
 from app.main.forms import EmptyForm, PostForm
+from app.main.keyset import KeysetPage
 from app.models import Post, Task, TaskStatus, User
 
 
-def _page(query: sa.Select) -> object:
-    """Paginate a query from the `page` argument; out-of-range pages are 404."""
-    return db.paginate(query, page=request.args.get("page", 1, type=int),
-                       per_page=current_app.config["POSTS_PER_PAGE"], error_out=True)
+def _page(query: sa.Select) -> KeysetPage:
+    """The page of posts the `before`/`after` cursor names (keyset: no COUNT, no OFFSET)."""
+    return keyset.paginate(query, current_app.config["POSTS_PER_PAGE"])
 
 
 @bp.route("/", methods=["GET", "POST"])
