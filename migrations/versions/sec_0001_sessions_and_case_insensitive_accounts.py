@@ -57,6 +57,5 @@ def downgrade():
     if op.get_bind().dialect.name != "mysql":
         op.drop_index("uq_user_email_lower", table_name="user")
         op.drop_index("uq_user_username_lower", table_name="user")
-    with op.batch_alter_table("user_session", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_user_session_user_id"))
+    # Dropping the table drops its index too (MySQL refuses to drop an index a foreign key needs).
     op.drop_table("user_session")
