@@ -48,14 +48,22 @@ def upgrade():
         batch_op.create_index(batch_op.f("ix_user_session_user_id"), ["user_id"], unique=False)
 
     if op.get_bind().dialect.name != "mysql":
-        # MySQL/MariaDB compare with a case-insensitive collation already: the existing unique indexes do it.
         op.create_index("uq_user_username_lower", "user", [sa.text("lower(username)")], unique=True)
         op.create_index("uq_user_email_lower", "user", [sa.text("lower(email)")], unique=True)
+    else:
+        # MariaDB has no expression indexes, and a deployment may use a case-sensitive collation
+        # (utf8mb4_bin, as the tests do): index stored generated columns holding the lower-case form.
+        for column, length in (("username", 64), ("email", 120)):
+            op.add_column("user", sa.Column(f"{column}_lower", sa.String(length),
+                                            sa.Computed(f"lower({column})", persisted=True), nullable=True))
+            op.create_index(f"uq_user_{column}_lower", "user", [f"{column}_lower"], unique=True)
 
 
 def downgrade():
-    if op.get_bind().dialect.name != "mysql":
-        op.drop_index("uq_user_email_lower", table_name="user")
-        op.drop_index("uq_user_username_lower", table_name="user")
+    op.drop_index("uq_user_email_lower", table_name="user")
+    op.drop_index("uq_user_username_lower", table_name="user")
+    if op.get_bind().dialect.name == "mysql":
+        op.drop_column("user", "email_lower")
+        op.drop_column("user", "username_lower")
     # Dropping the table drops its index too (MySQL refuses to drop an index a foreign key needs).
     op.drop_table("user_session")
