@@ -126,6 +126,12 @@ class Task(db.Model):
     started_at: so.Mapped[datetime | None] = so.mapped_column()
     finished_at: so.Mapped[datetime | None] = so.mapped_column()
     result_path: so.Mapped[str | None] = so.mapped_column(sa.String(512))
+    # What the history and the bar tell (issue 12): items done / in all, the file's size, how it was
+    # delivered ("attached", "linked", or None when no email went out).
+    current: so.Mapped[int | None] = so.mapped_column()
+    total: so.Mapped[int | None] = so.mapped_column()
+    result_bytes: so.Mapped[int | None] = so.mapped_column(sa.BigInteger)
+    delivery: so.Mapped[str | None] = so.mapped_column(sa.String(16))
 
     user: so.Mapped[User] = so.relationship(back_populates="tasks")
 
@@ -141,3 +147,10 @@ class Task(db.Model):
     def has_download(self) -> bool:
         """Whether a finished export file can be downloaded."""
         return self.status == TaskStatus.FINISHED and bool(self.result_path)
+
+    @property
+    def duration_seconds(self) -> float | None:
+        """How long the task ran, once it has ended."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return max(0.0, (self.finished_at - self.started_at).total_seconds())

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 BATCH_SIZE = 5000
 # Writing the file is the long part; the email takes the rest of the bar.
 WRITE_SHARE = 95
+NO_POSTS = "You have no posts to export."
 
 
 def export_path(task: Task) -> Path:
@@ -57,11 +58,18 @@ def export_posts(task_id: str) -> None:
         return
     path = export_path(task)
     try:
-        write_posts(task.user_id, path, publisher)
+        total = count_posts(task.user_id)
+        if not total:  # an empty file and an email about it would only puzzle
+            end_task(task_id, TaskStatus.FINISHED, NO_POSTS, current=0, total=0)
+            return
+        written = write_posts(task.user_id, path, publisher, total)
         publisher.begin_delivery("Sending the email…")
         user = db.session.get(User, task.user_id)
-        warning = send_export_email(user, task, path)
-        end_task(task_id, TaskStatus.FINISHED, warning, result_path=str(path))
+        size = path.stat().st_size
+        warning = send_export_email(user, task, path, written)
+        delivery = None if warning else ("attached" if attaches(size) else "linked")
+        end_task(task_id, TaskStatus.FINISHED, warning, result_path=str(path),
+                 current=written, total=max(total, written), result_bytes=size, delivery=delivery)
     except TaskCanceled:
         log.info("task %s was canceled; removing its partial file", task_id)
         remove_export_files(path)
@@ -101,10 +109,16 @@ def _read(stmt: sa.Select) -> list[sa.Row]:
     return rows
 
 
-def write_posts(user_id: int, path: Path, publisher: ProgressPublisher) -> int:
-    """Write `{"posts": [...]}` incrementally to path; returns the number of posts."""
-    total = with_db_retry(lambda: _read(
+def count_posts(user_id: int) -> int:
+    """How many posts the user has."""
+    return with_db_retry(lambda: _read(
         sa.select(sa.func.count()).select_from(Post).where(Post.user_id == user_id)))[0][0]
+
+
+def write_posts(user_id: int, path: Path, publisher: ProgressPublisher, total: int | None = None) -> int:
+    """Write `{"posts": [...]}` incrementally to path; returns the number of posts."""
+    if total is None:
+        total = count_posts(user_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = partial_path(path)
     written = 0
@@ -118,7 +132,7 @@ def write_posts(user_id: int, path: Path, publisher: ProgressPublisher) -> int:
             out.write(("," if written else "") + chunk)
             written += len(rows)
             if total:
-                publisher.advance(written * WRITE_SHARE // max(total, written))
+                publisher.advance_count(written, total, share=WRITE_SHARE)
         out.write("]}\n")
     os.replace(tmp, path)  # readers only ever see a whole file
     return written
@@ -135,13 +149,20 @@ def _socket_timeout(seconds: float) -> Iterator[None]:
         socket.setdefaulttimeout(previous)
 
 
-def send_export_email(user: User, task: Task, path: Path) -> str | None:
+def attaches(size: int) -> bool:
+    """Whether a file of `size` bytes goes in the email itself (else the email links to it)."""
+    return size <= current_app.config["MAIL_ATTACHMENT_MAX_BYTES"]
+
+
+def send_export_email(user: User, task: Task, path: Path, count: int | None = None) -> str | None:
     """Email the export (attached, or linked when large); a message for the user if it failed."""
     config = current_app.config
     size = path.stat().st_size
     link = f"{config['PUBLIC_URL']}/tasks/{task.id}/download"
-    attach = size <= config["MAIL_ATTACHMENT_MAX_BYTES"]
-    context = {"user": user, "link": link, "attached": attach, "size": size}
+    attach = attaches(size)
+    # `expires_at` arrives with the retention work (ops); until then the email names no expiry.
+    context = {"user": user, "link": link, "attached": attach, "size": size, "count": count,
+               "expires_at": getattr(task, "expires_at", None)}
     msg = Message(
         "[Microblog] Your blog posts",
         sender=config["MAIL_DEFAULT_SENDER"],

@@ -20,6 +20,7 @@ from app.main.forms import EmptyForm
 from app.models import Task, TaskStatus
 from app.progress import CANCELED, end_task, task_payload
 from app.tasks import bp
+from app.tasks.display import download_name
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +48,12 @@ def export_posts() -> Response:
     try:
         launch_task(current_user, "export_posts")
     except TaskAlreadyActive:
-        flash("An export of your posts is already in progress.", "warning")
+        flash("An export of your posts is already in progress.", "task-warning")
     except QueueUnavailable:
         flash("The task queue is unavailable right now, so no export was started. Please try again shortly.",
               "danger")
     else:
-        flash("Your export has started. Its progress shows at the top of every page.", "info")
+        flash("Your export has started. Its progress shows at the top of every page.", "task-info")
     return _back(url_for("main.user", username=current_user.username))
 
 
@@ -95,7 +96,7 @@ def cancel(task_id: str) -> Response | tuple[str, int]:
         return render_template("errors/error.html", code=409, message=message), 409
     stop_job(task_id)
     session["ended_task"] = task_id  # the page we go back to still shows this task's bar, now "Canceled"
-    flash("The task was canceled.", "info")
+    flash("The task was canceled.", "task-info")
     return _back(url_for("tasks.history"))
 
 
@@ -125,7 +126,8 @@ def download(task_id: str) -> Response:
     path = Path(task.result_path).resolve()
     if root not in path.parents or not path.is_file():
         abort(404, description="The export file is no longer available.")
-    return send_file(path, mimetype="application/json", as_attachment=True, download_name="posts.json")
+    return send_file(path, mimetype="application/json", as_attachment=True,
+                     download_name=download_name(current_user.username, task))
 
 
 @bp.app_context_processor
