@@ -27,7 +27,9 @@
     box.insertAdjacentElement("afterend", out);
     function update() {
       var left = limit - characters(box.value);
-      out.textContent = left >= 0 ? left + " characters left" : (-left) + " characters too many (at most " + limit + ")";
+      var plural = function (n) { return n === 1 ? " character" : " characters"; };
+      out.textContent = left >= 0 ? left + plural(left) + " left"
+        : (-left) + plural(-left) + " too many (at most " + limit + ")";
       out.classList.toggle("text-danger", left < 0);
       box.classList.toggle("is-invalid", left < 0);
     }
