@@ -160,6 +160,7 @@
   function renderBar(bar, t, progress) {
     bar.setAttribute("aria-valuenow", String(progress));
     bar.setAttribute("data-status", t.status);
+    bar.setAttribute("aria-label", titleOf(t));
     var inner = bar.querySelector(".progress-bar");
     setWidth(inner, progress);
     inner.classList.remove("bg-success", "bg-danger", "bg-secondary");
