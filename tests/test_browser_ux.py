@@ -76,7 +76,9 @@ def test_bar_tells_counts_rate_and_time_left(stack: Stack, page: Page) -> None:
     task_id = start_export(page, stack, username)
     status = status_of(page, task_id)
     expect(status).to_have_text(COUNTS, timeout=END_TIMEOUT)
-    if SHOTS:
+    if SHOTS:  # mid-way, for the README
+        wait_for_running(page, task_id, low=25, high=80)
+        expect(status).to_have_text(COUNTS)
         page.locator(f'[data-task-alert="{task_id}"]').screenshot(path=str(Path(SHOTS) / "progress-bar.png"))
     expect(alert_bar(page, task_id)).to_have_attribute("aria-valuenow", "100", timeout=END_TIMEOUT)
     # Linked, not attached (the harness's attachment limit is 100 kB): the words say so.

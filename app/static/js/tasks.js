@@ -151,7 +151,7 @@
   }
 
   function renderTime(node, iso) {
-    node.textContent = "";
+    node.textContent = iso ? "ended " : "";
     if (iso) node.appendChild(timeElement(iso));
   }
 
