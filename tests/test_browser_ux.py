@@ -272,3 +272,34 @@ def test_axe_finds_no_serious_violation(stack: Stack, fresh_page) -> None:
     expect(alert_bar(page, task_id)).to_have_attribute("aria-valuenow", "100", timeout=END_TIMEOUT)
     page.goto(stack.url + "/tasks")
     assert axe_violations(page) == [], "/tasks with a finished export"
+
+
+def test_a_phase_under_a_second_gets_no_message(stack: Stack, page: Page) -> None:
+    """"Sending the email…" shows only if that phase lasts a second; a quick one goes straight to done.
+
+    The events are the test's own, handed to the page's task_progress handler, so the test decides
+    how long each phase lasts."""
+    sign_up(page, stack)
+    page.goto(stack.url + "/tasks")
+    expect(page.locator("body")).to_have_attribute("data-socket", "connected")
+    page.evaluate("""() => { window.__said = [];
+        new MutationObserver(() => document.querySelectorAll('[data-task-status]').forEach(
+            n => window.__said.push([n.getAttribute('data-task-status'), n.textContent]))).observe(document.body, {subtree: true, childList: true,
+            characterData: true}); }""")
+    base = {"name": "export_posts", "description": "Exporting posts", "done_description": "Exported posts",
+            "noun": "posts", "download_url": None, "rate": None, "eta_seconds": None, "created_at": None,
+            "started_at": None, "finished_at": None, "retry_url": None, "delivery": "attached"}
+    send = "(e) => window.microblogSocket.listeners('task_progress').forEach(f => f(e))"
+    for task_id, slow in (("quick", False), ("slow", True)):
+        running = {**base, "task_id": task_id, "status": "started", "progress": 95, "current": 10, "total": 10}
+        page.evaluate(send, {**running, "message": None})
+        page.evaluate(send, {**running, "message": "Sending the email…"})
+        status = page.locator(f'#task-history [data-task-status="{task_id}"]')
+        if slow:
+            expect(status).to_have_text("Sending the email…")
+        page.evaluate(send, {**running, "status": "finished", "progress": 100, "message": None})
+        expect(status).to_have_text("Done — emailed to you")
+    said = {tuple(pair) for pair in page.evaluate("window.__said")}
+    assert ("slow", "Sending the email…") in said
+    assert ("quick", "Sending the email…") not in said
+    assert ("quick", "100% · 10 of 10 posts") not in said and ("quick", "95% · 10 of 10 posts") in said
