@@ -34,11 +34,15 @@ $(VENV)/.test: requirements-test.txt $(VENV)/.runtime
 	touch $@
 
 # socket.io's browser client from npm, served by Flask from app/static/vendor (never a CDN).
-assets: app/static/vendor/socket.io.min.js
+# axe-core (npm too) stays in node_modules: only the accessibility tests inject it into pages.
+assets: app/static/vendor/socket.io.min.js node_modules/axe-core/axe.min.js
 app/static/vendor/socket.io.min.js: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	mkdir -p app/static/vendor
 	cp node_modules/socket.io-client/dist/socket.io.min.js $@
+node_modules/axe-core/axe.min.js: app/static/vendor/socket.io.min.js
+	test -f $@ || npm ci --no-audit --no-fund --loglevel=error
+	touch $@
 
 # Browser tests drive Debian's Chromium through Playwright; no browser is ever downloaded.
 chromium:

@@ -161,6 +161,12 @@ class Task(db.Model):
     seq: so.Mapped[int] = so.mapped_column(default=0, server_default="0")
     # Operations (issue 9): when retention (or the owner) deleted the export file; then 410.
     file_deleted_at: so.Mapped[datetime | None] = so.mapped_column()
+    # What the history and the bar tell (issue 12): items done / in all, the file's size, how it was
+    # delivered ("attached", "linked", or None when no email went out).
+    current: so.Mapped[int | None] = so.mapped_column()
+    total: so.Mapped[int | None] = so.mapped_column()
+    result_bytes: so.Mapped[int | None] = so.mapped_column(sa.BigInteger)
+    delivery: so.Mapped[str | None] = so.mapped_column(sa.String(16))
 
     user: so.Mapped[User] = so.relationship(back_populates="tasks")
 
@@ -176,3 +182,10 @@ class Task(db.Model):
     def has_download(self) -> bool:
         """Whether a finished export file can be downloaded."""
         return self.status == TaskStatus.FINISHED and bool(self.result_path) and self.file_deleted_at is None
+
+    @property
+    def duration_seconds(self) -> float | None:
+        """How long the task ran, once it has ended."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return max(0.0, (self.finished_at - self.started_at).total_seconds())

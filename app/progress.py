@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from flask import current_app
 from rq import get_current_job
 
+from app.eta import RateEstimator
 from app.expiry import expires_at, is_expired
 from app.extensions import db
 from app.logs import log_step, milestones_crossed
@@ -71,7 +72,22 @@ def task_payload(task: Task) -> dict[str, Any]:
         "finished_at": isoformat_z(task.finished_at),
         "seq": task.seq,
         "expires_at": isoformat_z(expires_at(task)),  # issue 9: retention
+        # Counts, rate and time left (issue 12). Rate and ETA live in the running job only: null elsewhere.
+        "current": task.current, "total": task.total, "eta_seconds": None, "rate": None,
+        "result_bytes": task.result_bytes, "delivery": task.delivery,
+        **task_words(task.name),
     }
+
+
+def task_words(name: str) -> dict[str, Any]:
+    """What pages call a kind of task, from the job registry (never special-cased by name in the UI)."""
+    from app.jobs import JOBS  # here, not at the top: app.jobs imports this module
+
+    spec = JOBS.get(name)
+    if spec is None:
+        return {"done_description": None, "noun": "items", "ready_title": None, "retry_url": None}
+    return {"done_description": spec.done_description, "noun": spec.noun,
+            "ready_title": spec.ready_title, "retry_url": spec.retry_url}
 
 
 def emitter() -> Emitter:
@@ -135,8 +151,10 @@ def _reload(task_id: str) -> Task:
 
 
 def end_task(task_id: str, status: TaskStatus, message: str | None = None, *,
-             result_path: str | None = None, allow_delivering: bool = True) -> Task | None:
-    """End an active task once; publish and return it, or None if it had already ended."""
+             result_path: str | None = None, allow_delivering: bool = True, **extra: Any) -> Task | None:
+    """End an active task once; publish and return it, or None if it had already ended.
+
+    `extra` sets more columns in the same UPDATE (counts, size, delivery)."""
     assert status in TERMINAL
     condition = Task.status.in_(TaskStatus.active())
     if not allow_delivering:
@@ -144,6 +162,7 @@ def end_task(task_id: str, status: TaskStatus, message: str | None = None, *,
     values: dict[str, Any] = {"status": status, "message": message, "finished_at": utcnow()}
     if status == TaskStatus.FINISHED:
         values.update(progress=100, result_path=result_path)
+    values.update(extra)
     if not _update(task_id, condition, **values):
         return None
     task = _reload(task_id)
@@ -166,6 +185,9 @@ class ProgressPublisher:
         self._user_id = 0
         self.last_beat = float("-inf")  # clock() of the last heartbeat written into the row
         self._created: Any = None
+        self.current: int | None = None
+        self.total: int | None = None
+        self.estimator = RateEstimator(clock=clock)
 
     def start(self) -> Task | None:
         """Mark the task started and announce it; None if it was canceled before it began."""
@@ -181,6 +203,7 @@ class ProgressPublisher:
         if task.status != TaskStatus.STARTED:
             return None  # canceled between our update and this read: its event is already out
         self.percent = task.progress
+        self.estimator = RateEstimator(clock=self.clock)  # the ETA's clock starts when the work does
         self._started, self._user_id, self._created = task_payload(task), task.user_id, task.created_at
         log_step("started", task.id, task.user_id, task.created_at, rerun=rerun or None)
         emit_payload(self._started, self._user_id)
@@ -188,16 +211,25 @@ class ProgressPublisher:
         self._mirror_meta()
         return task
 
-    def advance(self, percent: int) -> None:
+    def advance_count(self, current: int, total: int, share: int = 100) -> None:
+        """Record `current` of `total` items done; they fill the first `share` percent of the bar."""
+        percent = current * share // max(total, current) if total else 0
+        self.advance(percent, current, total)
+
+    def advance(self, percent: int, current: int | None = None, total: int | None = None) -> None:
         """Record progress if the integer percent grew and the last event is old enough."""
         percent = max(0, min(99, int(percent)))  # 100 belongs to the finished event alone
+        if current is not None:
+            self.estimator.add(current)  # every step feeds the rate, sent or not
+            self.current, self.total = current, total
         if percent <= self.percent or self.clock() - self._last_sent < self.min_interval:
             if not self.beat():  # nothing new to show, but the sweep must still see the job alive
                 raise TaskCanceled(self.task_id)
             return
+        counts = {} if current is None else {"current": current, "total": total}
         try:
             changed = _update(self.task_id, (Task.status == TaskStatus.STARTED) & (Task.progress < percent),
-                              attempts=1, progress=percent, heartbeat_at=utcnow())
+                              attempts=1, progress=percent, heartbeat_at=utcnow(), **counts)
         except sa.exc.OperationalError:
             # A progress step is not worth stalling the export for: the next one will try again.
             log.warning("task %s: progress %d%% not recorded, the database is busy", self.task_id, percent)
@@ -210,8 +242,15 @@ class ProgressPublisher:
         self.percent = percent
         self._last_sent = self.last_beat = self.clock()
         # From what we wrote, not a re-read: a cancel committed since would make us announce it twice.
-        emit_payload({**self._started, "progress": percent, "seq": changed}, self._user_id)
+        emit_payload({**self._started, "progress": percent, "seq": changed, **self._counts()}, self._user_id)
         self._mirror_meta()
+
+    def _counts(self) -> dict[str, Any]:
+        """The count, rate and time-left fields of the next event."""
+        rate = self.estimator.rate()
+        return {"current": self.current, "total": self.total,
+                "eta_seconds": self.estimator.eta_seconds(self.total),
+                "rate": None if rate is None else round(rate)}
 
     def beat(self) -> bool:
         """Write the heartbeat if the last one is HEARTBEAT_INTERVAL old; False once the task is not running.
@@ -236,7 +275,8 @@ class ProgressPublisher:
             log_step(f"progress_{mark}", self.task_id, self._user_id, self._created, progress=self.percent)
         log_step("delivering", self.task_id, self._user_id, self._created)
         # The email can take a second or two: show why the bar waits.
-        emit_payload({**self._started, "progress": self.percent, "message": message, "seq": seq}, self._user_id)
+        emit_payload({**self._started, "progress": self.percent, "message": message, "seq": seq,
+                      "current": self.current, "total": self.total}, self._user_id)
 
     def _reopen(self) -> bool:
         """Run a failed task again because RQ runs its job again (an operator requeued it).

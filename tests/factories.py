@@ -19,8 +19,10 @@ POST_BODY_RE = re.compile(r'<div class="post-body">(.*?)</div>', re.DOTALL)
 TASK_ROW_RE = re.compile(r'data-task-row="([^"]+)"')
 # The fields of the contract's `task_progress` event, and the time stamps we add to it.
 EVENT_FIELDS = {"task_id", "name", "description", "progress", "status", "message", "download_url",
-                "expires_at"}
-EVENT_EXTRAS = {"created_at", "started_at", "finished_at", "seq"}
+                "expires_at", "current", "total", "eta_seconds"}
+EVENT_EXTRAS = {"created_at", "started_at", "finished_at", "seq",
+                # issue 12: rate, size and delivery, and the registry's words for the pages
+                "rate", "result_bytes", "delivery", "done_description", "noun", "ready_title", "retry_url"}
 
 
 def make_task(app: Flask, user_id: int, status: TaskStatus = TaskStatus.QUEUED, *, name: str = "export_posts",

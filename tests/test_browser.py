@@ -128,13 +128,13 @@ def assert_never_decreases(values: list[int]) -> None:
 
 
 def assert_download_serves_posts(page: Page, task_id: str, count: int) -> None:
-    """The Download link next to the bar serves posts.json with every post, oldest first."""
+    """The Download link next to the bar serves the export (posts.json's format) with every post, oldest first."""
     link = status_of(page, task_id).first.get_by_role("link", name="Download")
     expect(link).to_have_attribute("href", f"/tasks/{task_id}/download")
     with page.expect_download() as info:
         link.click()
     download = info.value
-    assert download.suggested_filename == "posts.json"
+    assert re.fullmatch(r"microblog-[\w.-]+-posts-\d{4}-\d\d-\d\d\.json", download.suggested_filename)
     with open(download.path(), encoding="utf-8") as f:
         posts = json.load(f)["posts"]
     assert len(posts) == count
@@ -220,7 +220,9 @@ def test_second_tab_on_tasks_page_follows_the_export(stack: Stack, context: Brow
     expect(row.get_by_role("progressbar")).to_have_attribute("aria-valuenow", "100", timeout=END_TIMEOUT)
     expect(row.locator(f'[data-task-status="{task_id}"]')).to_contain_text("Done")
     expect(row.get_by_role("link", name="Download")).to_have_attribute("href", f"/tasks/{task_id}/download")
-    expect(row.locator(f'[data-task-finished="{task_id}"]')).to_have_text(re.compile(r"^\d\d:\d\d:\d\d$"))
+    # Local time with the date (the context's locale is en-US): "Dec 1, 2026, 07:52 PM".
+    expect(row.locator(f'[data-task-finished="{task_id}"] time')).to_have_text(
+        re.compile(r"^[A-Z][a-z]{2} \d{1,2}, \d{4}, \d\d:\d\d [AP]M$"))
     assert_same_document(history)
     values = shown_values(history, task_id, where="row")
     assert_never_decreases(values)

@@ -62,14 +62,19 @@ def test_large_export_is_linked_not_attached(stack):
         watcher.close()
 
 
-def test_user_without_posts_exports_an_empty_list(stack):
-    """Zero posts is a valid export, not a failure."""
+def test_user_without_posts_is_told_so_and_gets_no_email(stack):
+    """Zero posts is not a failure: the task finishes saying so, with no file and no email."""
     user = new_user(stack)
     watcher = user.socket()
     try:
         task_id = user.export()
-        assert watcher.terminal(task_id)["status"] == "finished"
-        assert json.loads(user.get(f"/tasks/{task_id}/download").content) == {"posts": []}
+        end = watcher.terminal(task_id)
+        assert end["status"] == "finished"
+        assert end["message"] == "You have no posts to export."
+        assert (end["current"], end["total"], end["download_url"], end["delivery"]) == (0, 0, None, None)
+        # An email would have gone out before the task ended: none went.
+        assert stack.smtp.to(user.email) == []
+        assert user.get(f"/tasks/{task_id}/download").status_code == 404
     finally:
         watcher.close()
 

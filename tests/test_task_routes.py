@@ -313,7 +313,7 @@ def test_cancel_needs_post_and_csrf(app, client, alice, queue):
 # --- download ------------------------------------------------------------------------------------
 
 def test_download_finished_export(app, client, alice, export_dir):
-    """The owner downloads a finished export as a posts.json attachment, byte for byte."""
+    """The owner downloads a finished export, byte for byte, named after the user and the day it finished."""
     content = json.dumps({"posts": [{"body": "hello", "timestamp": "2024-01-02T03:04:05.000006Z"}]})
     path = export_dir / str(alice.id) / "export.json"
     path.parent.mkdir()
@@ -323,7 +323,8 @@ def test_download_finished_export(app, client, alice, export_dir):
     assert response.status_code == 200
     assert response.mimetype == "application/json"
     disposition = response.headers["Content-Disposition"]
-    assert disposition.startswith("attachment") and "filename=posts.json" in disposition
+    day = get_task(app, task_id).finished_at.strftime("%Y-%m-%d")
+    assert disposition == f"attachment; filename=microblog-alice-posts-{day}.json"
     assert response.get_data(as_text=True) == content
 
 

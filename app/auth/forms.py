@@ -11,8 +11,9 @@ from app.models import User
 class LoginForm(FlaskForm):
     """Username and password."""
 
-    username = StringField("Username", validators=[DataRequired()])
-    password = PasswordField("Password", validators=[DataRequired()])
+    # autocomplete lets password managers fill the right fields (and is an accessibility requirement).
+    username = StringField("Username", validators=[DataRequired()], render_kw={"autocomplete": "username"})
+    password = PasswordField("Password", validators=[DataRequired()], render_kw={"autocomplete": "current-password"})
     remember_me = BooleanField("Remember me")
     submit = SubmitField("Sign in")
 
@@ -23,12 +24,14 @@ class RegistrationForm(FlaskForm):
     username = StringField("Username", validators=[
         DataRequired(), Length(max=64),
         Regexp(r"^[A-Za-z0-9_.-]+$", message="Use letters, digits, dots, dashes and underscores only."),
-    ])
-    email = StringField("Email", validators=[DataRequired(), Email(), Length(max=120)])
-    password = PasswordField("Password", validators=[DataRequired(), Length(min=8, max=128)])
+    ], render_kw={"autocomplete": "username"})
+    email = StringField("Email", validators=[DataRequired(), Email(), Length(max=120)],
+                        render_kw={"autocomplete": "email"})
+    password = PasswordField("Password", validators=[DataRequired(), Length(min=8, max=128)],
+                             render_kw={"autocomplete": "new-password"})
     password2 = PasswordField("Repeat password", validators=[
         DataRequired(), EqualTo("password", message="The two passwords do not match."),
-    ])
+    ], render_kw={"autocomplete": "new-password"})
     submit = SubmitField("Register")
 
     def validate_username(self, username: StringField) -> None:

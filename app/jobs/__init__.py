@@ -24,11 +24,17 @@ class JobSpec:
 
     func: Callable[[str], None]
     description: str
+    # Words the pages use (issue 12), so templates and tasks.js never special-case a job by name.
+    done_description: str = ""  # past tense, for a finished task ("Exported posts")
+    noun: str = "items"  # what `current`/`total` count
+    ready_title: str = ""  # the tab title's news when it finished while hidden ("Export ready")
+    retry_url: str | None = None  # POST here to run it again (None: cannot be retried from a button)
 
 
 # Requests name a key of this mapping; the function object, never a string, goes to RQ.
 JOBS: dict[str, JobSpec] = {
-    "export_posts": JobSpec(export_posts, "Exporting posts"),
+    "export_posts": JobSpec(export_posts, "Exporting posts", done_description="Exported posts", noun="posts",
+                            ready_title="Export ready", retry_url="/export_posts"),
 }
 
 

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 BATCH_SIZE = 5000
 # Writing the file is the long part; the email takes the rest of the bar.
 WRITE_SHARE = 95
+NO_POSTS = "You have no posts to export."
 
 
 def export_path(task: Task) -> Path:
@@ -80,41 +81,47 @@ def export_posts(task_id: str) -> None:
         return
     path = export_path(task)
     with heartbeat(publisher):  # the row stays fresh while counting, writing and mailing
-        if not write_export(task, path, publisher):
+        written = write_export(task, path, publisher)
+        if written is None:
             return
         # The file is whole and the task is claimed for delivery: from here on nothing may delete the
         # file or fail the task. The email can only add a message; a lost finish is the sweep's to end.
-        warning = deliver_export(task, path)
-        finish_export(task, warning)
+        warning = deliver_export(task, path, written)
+        finish_export(task, path, warning, written)
 
 
-def write_export(task: Task, path: Path, publisher: ProgressPublisher) -> bool:
-    """Write the file and claim the task for delivery; False if it was canceled meanwhile.
+def write_export(task: Task, path: Path, publisher: ProgressPublisher) -> int | None:
+    """Write the file and claim the task for delivery; the posts written, or None when there is
+    nothing more to do (canceled meanwhile, or no posts: the task has ended then).
 
     Any failure here ends the task failed (its partial file removed) and is raised again, so RQ
     records the job as failed too, with the traceback, for operators.
     """
     try:
-        write_posts(task.user_id, path, publisher)
+        total = count_posts(task.user_id)
+        if not total:  # an empty file and an email about it would only puzzle
+            end_task(task.id, TaskStatus.FINISHED, NO_POSTS, current=0, total=0)
+            return None
+        written = write_posts(task.user_id, path, publisher, total)
         publisher.begin_delivery("Sending the email…")
     except TaskCanceled:
         log.info("task %s was canceled; removing its partial file", task.id)
         remove_export_files(path)
-        return False
+        return None
     except Exception as exc:
         db.session.rollback()
         log.exception("export %s failed", task.id)
         remove_export_files(path)
         end_task(task.id, TaskStatus.FAILED, describe_failure(exc))
         raise
-    return True
+    return written
 
 
-def deliver_export(task: Task, path: Path) -> str | None:
+def deliver_export(task: Task, path: Path, count: int) -> str | None:
     """Email the written file; a message for the user if that failed, whatever the reason. Never raises."""
     try:
         user = with_db_retry(lambda: _load_user(task.user_id))
-        return send_export_email(user, task, path)
+        return send_export_email(user, task, path, count)
     except Exception:  # the file is written: a failed email is a message, never a failed task
         db.session.rollback()
         log.exception("export %s: the email could not be sent", task.id)
@@ -128,10 +135,13 @@ def _load_user(user_id: int) -> User:
     return user
 
 
-def finish_export(task: Task, warning: str | None) -> None:
+def finish_export(task: Task, path: Path, warning: str | None, written: int) -> None:
     """End the task finished with its file; never raises (the file must outlive any error here)."""
     try:
-        end_task(task.id, TaskStatus.FINISHED, warning, result_path=stored_result_path(task))
+        size = path.stat().st_size
+        delivery = None if warning else ("attached" if attaches(size) else "linked")
+        end_task(task.id, TaskStatus.FINISHED, warning, result_path=stored_result_path(task),
+                 current=written, total=written, result_bytes=size, delivery=delivery)
     except Exception:
         # The row may or may not say finished. It still says delivering and the file exists, so the
         # sweep ends it finished once this job's heartbeat stops.
@@ -144,9 +154,15 @@ def iter_posts(user_id: int, batch_size: int = BATCH_SIZE) -> Iterator[post_stre
     return post_stream.iter_batches(user_id, batch_size)
 
 
-def write_posts(user_id: int, path: Path, publisher: ProgressPublisher) -> int:
+def count_posts(user_id: int) -> int:
+    """How many posts the user has (for the percentage and the no-posts rule)."""
+    return with_db_retry(lambda: _count(user_id))
+
+
+def write_posts(user_id: int, path: Path, publisher: ProgressPublisher, total: int | None = None) -> int:
     """Write `{"posts": [...]}` incrementally to path; returns the number of posts."""
-    total = with_db_retry(lambda: _count(user_id))
+    if total is None:
+        total = count_posts(user_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = partial_path(path)
     written = 0
@@ -156,7 +172,7 @@ def write_posts(user_id: int, path: Path, publisher: ProgressPublisher) -> int:
             out.write((b"," if written else b"") + post_stream.encode(rows))
             written += len(rows)
             if total:
-                publisher.advance(written * WRITE_SHARE // max(total, written))
+                publisher.advance_count(written, total, share=WRITE_SHARE)
         out.write(b"]}\n")
     os.replace(tmp, path)  # readers only ever see a whole file
     return written
@@ -172,14 +188,19 @@ def _count(user_id: int) -> int:
     return total
 
 
-def send_export_email(user: User, task: Task, path: Path) -> str | None:
+def attaches(size: int) -> bool:
+    """Whether a file of `size` bytes goes in the email itself (else the email links to it)."""
+    return size <= current_app.config["MAIL_ATTACHMENT_MAX_BYTES"]
+
+
+def send_export_email(user: User, task: Task, path: Path, count: int | None = None) -> str | None:
     """Email the export (attached, or linked when large); a message for the user if it failed."""
     config = current_app.config
     size = path.stat().st_size
     link = f"{config['PUBLIC_URL']}/tasks/{task.id}/download"
-    attach = size <= config["MAIL_ATTACHMENT_MAX_BYTES"]
-    context = {"user": user, "link": link, "attached": attach, "size": size,
-               "expires_at": f"{utcnow() + retention():%Y-%m-%d %H:%M} UTC"}  # issue 9: the file is kept this long
+    attach = attaches(size)
+    context = {"user": user, "link": link, "attached": attach, "size": size, "count": count,
+               "expires_at": utcnow() + retention()}  # issue 9: the file is kept this long
     msg = mailer.new_message("[Microblog] Your blog posts", config["MAIL_DEFAULT_SENDER"], user.email)
     msg.set_content(render_template("email/export_posts.txt", **context))
     msg.add_alternative(render_template("email/export_posts.html", **context), subtype="html")

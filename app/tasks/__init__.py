@@ -3,4 +3,4 @@ from flask import Blueprint
 
 bp = Blueprint("tasks", __name__)
 
-from app.tasks import routes  # noqa: E402,F401
+from app.tasks import display, routes  # noqa: E402,F401

@@ -25,6 +25,7 @@ from app.models import Task, TaskStatus
 from app.progress import CANCELED, end_task, task_payload
 from app.security import page_number, safe_next
 from app.tasks import bp
+from app.tasks.display import download_name
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +51,13 @@ def export_posts() -> Response:
     try:
         launch_task(current_user, "export_posts")
     except TaskAlreadyActive:
-        flash("An export of your posts is already in progress.", "warning")
+        flash("An export of your posts is already in progress.", "task-warning")
     except QueueUnavailable:
         flash("The task queue is unavailable right now, so no export was started. Please try again shortly.",
               "danger")
     else:
         g.task_launched = True  # counts towards EXPORT_RATE_LIMIT
-        flash("Your export has started. Its progress shows at the top of every page.", "info")
+        flash("Your export has started. Its progress shows at the top of every page.", "task-info")
     return _back(url_for("main.user", username=current_user.username))
 
 
@@ -99,7 +100,7 @@ def cancel(task_id: str) -> Response | tuple[str, int]:
         return render_template("errors/error.html", code=409, message=message), 409
     stop_job(task_id)
     session["ended_task"] = task_id  # the page we go back to still shows this task's bar, now "Canceled"
-    flash("The task was canceled.", "info")
+    flash("The task was canceled.", "task-info")
     return _back(url_for("tasks.history"))
 
 
@@ -130,7 +131,8 @@ def download(task_id: str) -> Response:
     path = result_file(task)  # result_path is relative to EXPORT_DIR, wherever this machine mounts it
     if path is None:
         abort(404, description="The export file is no longer available.")
-    return send_file(path, mimetype="application/json", as_attachment=True, download_name="posts.json")
+    return send_file(path, mimetype="application/json", as_attachment=True,
+                     download_name=download_name(current_user.username, task))
 
 
 @bp.route("/tasks/<task_id>/delete", methods=["POST"])
