@@ -19,7 +19,8 @@ POST_BODY_RE = re.compile(r'<div class="post-body">(.*?)</div>', re.DOTALL)
 TASK_ROW_RE = re.compile(r'data-task-row="([^"]+)"')
 # The fields of the contract's `task_progress` event, and the time stamps we add to it.
 EVENT_FIELDS = {"task_id", "name", "description", "progress", "status", "message", "download_url"}
-EVENT_EXTRAS = {"created_at", "started_at", "finished_at"}
+EVENT_EXTRAS = {"created_at", "started_at", "finished_at",
+                "lane", "noun", "done_text", "retry_url", "retry_method"}  # the kind's fields (app.jobs JOBS)
 
 
 def make_task(app: Flask, user_id: int, status: TaskStatus = TaskStatus.QUEUED, *, name: str = "export_posts",

@@ -6,6 +6,7 @@ from typing import Any
 
 from app.extensions import db
 from app.jobs.export import describe_failure, export_path, remove_export_files
+from app.jobs.imports import remove_upload
 from app.models import Task, TaskStatus
 from app.progress import CANCELED, end_task
 
@@ -16,6 +17,7 @@ WORKER_DIED = "The worker stopped unexpectedly while running this task. Please t
 
 def remove_partial_export(task_id: str) -> None:
     """Delete what a stopped or killed export left on disk (a finished task keeps its file)."""
+    remove_upload(task_id)  # an import's upload goes whatever the ending (a no-op for other tasks)
     task = db.session.get(Task, task_id)
     if task is not None and task.status != TaskStatus.FINISHED:
         remove_export_files(export_path(task))

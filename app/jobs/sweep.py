@@ -20,6 +20,7 @@ from rq.registry import StartedJobRegistry
 from app.extensions import db
 from app.jobs import redis_client, task_queue
 from app.jobs.callbacks import WORKER_DIED, remove_partial_export
+from app.jobs.imports import remove_orphan_uploads
 from app.models import Task, TaskStatus, utcnow
 from app.progress import CANCELED, end_task
 
@@ -77,6 +78,8 @@ def sweep_abandoned_tasks() -> int:
             remove_partial_export(task.id)  # only once the row says it did not finish
             ended += 1
             log.warning("sweep ended task %s: %s", task.id, reason)
+    # Uploads whose task ended without its job (canceled while queued) or never got a row (web died).
+    remove_orphan_uploads({t.id for t in active}, enqueue_grace.total_seconds())
     if active:
         # Let RQ's own registry agree with us (it would otherwise wait for maintenance).
         StartedJobRegistry(queue=task_queue()).cleanup()

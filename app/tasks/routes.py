@@ -15,11 +15,12 @@ from rq.job import Job, JobStatus
 from werkzeug.wrappers import Response
 
 from app.extensions import db
-from app.jobs import QueueUnavailable, TaskAlreadyActive, launch_task, redis_client
+from app.jobs import redis_client
 from app.main.forms import EmptyForm
 from app.models import Task, TaskStatus
 from app.progress import CANCELED, end_task, task_payload
 from app.tasks import bp
+from app.tasks.launch import launch_and_flash
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +45,7 @@ def _back(default: str) -> Response:
 @login_required
 def export_posts() -> Response:
     """Launch the export of the caller's posts."""
-    try:
-        launch_task(current_user, "export_posts")
-    except TaskAlreadyActive:
-        flash("An export of your posts is already in progress.", "warning")
-    except QueueUnavailable:
-        flash("The task queue is unavailable right now, so no export was started. Please try again shortly.",
-              "danger")
-    else:
-        flash("Your export has started. Its progress shows at the top of every page.", "info")
+    launch_and_flash("export_posts")
     return _back(url_for("main.user", username=current_user.username))
 
 
