@@ -316,7 +316,7 @@ class _InsertProgress:
         self.total = max(total, 1)
         self.min_interval = min_interval
         self.percent = CHECK_SHARE
-        self.last = time.monotonic()
+        self.last = float("-inf")  # the first batch is always announced
 
     def report(self, done: int) -> None:
         """Announce `done` of `total` posts written (throttled; never 100, that is the finished event)."""
