@@ -352,20 +352,31 @@ def peak_rss_mb() -> float:
 
 def import_posts(task_id: str) -> None:
     """RQ job: check the uploaded file entirely, then add its posts in one transaction."""
+    publisher = ProgressPublisher(task_id)
     try:
-        publisher = ProgressPublisher(task_id)
         task = publisher.start()
         if task is None:
             log.info("task %s ended before it started; nothing to do", task_id)
             return
-        _run(task, publisher)
+        refusal = _run(task, publisher)
+    except Exception as exc:
+        db.session.rollback()
+        log.exception("import %s failed", task_id)
+        remove_upload(task_id)
+        end_task(task_id, TaskStatus.FAILED, describe_failure(exc))
+        raise  # RQ records the job as failed too, with the traceback, for operators
     finally:
-        remove_upload(task_id)  # whatever the ending; hooks and the sweep cover the work horse's death
+        remove_upload(task_id)  # before the ending is announced; RQ hooks and the sweep cover a dead work horse
+    if refusal is not None:
+        end_task(task_id, TaskStatus.FAILED, refusal)
+    else:
+        publish_ending(task_id)
 
 
-def _run(task: Task, publisher: ProgressPublisher) -> None:
-    """Both passes, and the task's ending for each way they can end."""
+def _run(task: Task, publisher: ProgressPublisher) -> str | None:
+    """Both passes; the user's reason if the file was refused, else None (finished, or canceled)."""
     path = upload_path(task.id)
+    task_id = task.id
     began = time.perf_counter()
     try:
         total = check_file(path, publisher)
@@ -373,28 +384,28 @@ def _run(task: Task, publisher: ProgressPublisher) -> None:
         added, skipped = with_db_retry(lambda: insert_file(task, path, total), attempts=3)
     except TaskCanceled:
         db.session.rollback()
-        log.info("import %s was canceled; nothing was imported", task.id)
-        return
+        log.info("import %s was canceled; nothing was imported", task_id)
+        return None
     except BadImport as exc:  # the user's file, not our fault: no traceback, no RQ failure
         db.session.rollback()
-        log.info("import %s refused: %s", task.id, exc)
-        end_task(task.id, TaskStatus.FAILED, str(exc)[:512])
-        return
+        log.info("import %s refused: %s", task_id, exc)
+        return str(exc)[:512]
     except FileNotFoundError:
         db.session.rollback()
-        end_task(task.id, TaskStatus.FAILED, "The uploaded file is no longer available. Please upload it again.")
-        return
-    except Exception as exc:
-        db.session.rollback()
-        log.exception("import %s failed", task.id)
-        end_task(task.id, TaskStatus.FAILED, describe_failure(exc))
-        raise  # RQ records the job as failed too, with the traceback, for operators
+        return "The uploaded file is no longer available. Please upload it again."
     done = time.perf_counter()
-    publish(db.session.get(Task, task.id))  # finished: committed with the posts
-    db.session.commit()
     log.info("import %s: %d posts checked in %.2f s, %d added and %d skipped in %.2f s (%.0f posts/s overall); "
-             "peak RSS %.1f MB", task.id, total, checked - began, added, skipped, done - checked,
+             "peak RSS %.1f MB", task_id, total, checked - began, added, skipped, done - checked,
              total / max(done - began, 1e-9), peak_rss_mb())
+    return None
+
+
+def publish_ending(task_id: str) -> None:
+    """Announce how the task ended (finished: committed with the posts; canceled: already announced)."""
+    task = db.session.get(Task, task_id)
+    if task is not None and task.status == TaskStatus.FINISHED:
+        publish(task)
+    db.session.commit()
 
 
 def describe_failure(exc: BaseException) -> str:
