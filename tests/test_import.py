@@ -342,7 +342,8 @@ def test_cancel_midway_rolls_back(app, auth, alice):
     inserts: list[int] = []
 
     def cancel_after_first_batch(conn, clause, *args) -> None:
-        if "INSERT INTO post" in str(clause) and not inserts:
+        # Right after the job's first "still running?" check: the first batch goes in, then the cancel is seen.
+        if "SELECT task.status" in str(clause) and not inserts:
             inserts.append(1)
             cancel()
 

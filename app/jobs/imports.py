@@ -7,6 +7,7 @@ Runs in RQ work horses; never imports eventlet.
 """
 from __future__ import annotations
 
+import io
 import logging
 import re
 import resource
@@ -107,6 +108,8 @@ def iter_entries(stream: BinaryIO) -> Iterator[tuple[str, datetime]]:
             if event == "end_map":
                 break
             if key != "posts":
+                if key.startswith("posts."):  # ijson's path for posts' items would be ambiguous
+                    raise BadImport(f"The file has an unexpected key {key[:40]!r}. {NOTHING}")
                 _skip_value(events)  # another top-level key: not ours, ignored
                 continue
             if found:
@@ -219,6 +222,12 @@ def check_timestamp(stamp: Any, index: int) -> datetime:
                         + NOTHING) from None
 
 
+def checked_entries(stream: BinaryIO) -> Iterator[tuple[str, datetime]]:
+    """The posts of a file check_file accepted: ijson builds each object in C, ~2x faster than iter_entries."""
+    for index, post in enumerate(ijson.items(stream, "posts.item", use_float=True)):
+        yield post["body"], check_timestamp(post["timestamp"], index)
+
+
 def check_file(path: Path, publisher: ProgressPublisher) -> int:
     """The first pass: check every entry, advancing the bar by bytes read; returns the number of posts."""
     size = max(path.stat().st_size, 1)
@@ -251,7 +260,7 @@ def insert_file(task: Task, path: Path, total: int) -> tuple[int, int]:
     reporter = _InsertProgress(task, total)
     added = skipped = done = 0
     with open_upload(path) as stream:
-        for batch in _batches(iter_entries(stream)):
+        for batch in _batches(checked_entries(stream)):
             _still_running(conn, task.id)
             if has_posts:
                 present = set(conn.execute(lookup, {"stamps": sorted({s for _, s in batch})}).all())
@@ -261,6 +270,8 @@ def insert_file(task: Task, path: Path, total: int) -> tuple[int, int]:
             _insert(conn, task.user_id, fresh)
             added, skipped, done = added + len(fresh), skipped + len(batch) - len(fresh), done + len(batch)
             reporter.report(done)
+    if done != total:  # the checked file changed under us: never commit what was not checked
+        raise BadImport(f"The file changed while it was imported. {NOTHING}")
     message = finished_message(added, skipped)
     ended = conn.execute(
         sa.update(Task).where(Task.id == task.id, Task.status == TaskStatus.STARTED)
@@ -302,9 +313,22 @@ def _insert(conn: sa.Connection, user_id: int, rows: list[tuple[str, datetime]])
             f"INSERT INTO {Post.__tablename__} (body, timestamp, user_id) VALUES (?, ?, ?)",
             [(body, stamp.isoformat(sep=" ", timespec="microseconds"), user_id) for body, stamp in rows],
         )
+    elif conn.dialect.driver == "psycopg2":
+        _copy(conn, user_id, rows)
     else:
         conn.execute(sa.insert(Post.__table__),
                      [{"body": body, "timestamp": stamp, "user_id": user_id} for body, stamp in rows])
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
+
+
+def _copy(conn: sa.Connection, user_id: int, rows: list[tuple[str, datetime]]) -> None:
+    """PostgreSQL: COPY in text format, ~2x faster than a multi-row INSERT here (same transaction)."""
+    text = "".join(f"{body.translate(_COPY_ESCAPES)}\t{stamp.isoformat(sep=' ', timespec='microseconds')}\t{user_id}\n"
+                   for body, stamp in rows)
+    with conn.connection.dbapi_connection.cursor() as cursor:
+        cursor.copy_expert(f"COPY {Post.__tablename__} (body, timestamp, user_id) FROM STDIN", io.StringIO(text))
 
 
 class _InsertProgress:
