@@ -118,7 +118,17 @@ def test_20_mb_import_memory_and_rate(stack: Stack):
     log = wait_until(lambda: next((m for m in IMPORT_LOG.finditer(stack.workers[0].log_path.read_text())
                                    if m.group(1) == task_id), None), 10, "the import's summary in the worker log")
     peak_mb, rate = float(log.group(8)), int(log.group(7))
+    parent_mb = _rss_mb(stack.workers[0].pid)  # what the work horse inherited at fork, for comparison
     print(f"\n20 MB import on {stack.kind}: {total:,} posts, checked in {log.group(3)} s, written in "
-          f"{log.group(6)} s, {rate:,} posts/s overall, work horse peak RSS {peak_mb:.1f} MB")
+          f"{log.group(6)} s, {rate:,} posts/s overall, work horse peak RSS {peak_mb:.1f} MB "
+          f"(the idle worker parent: {parent_mb:.1f} MB)")
     assert peak_mb < 100, log.group(0)
     assert len(read_posts(stack.database_url, dave.username)) == total
+
+
+def _rss_mb(pid: int) -> float:
+    """A process's resident memory now (Linux)."""
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0

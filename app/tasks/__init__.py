@@ -5,3 +5,5 @@ bp = Blueprint("tasks", __name__)
 
 from app.tasks import routes  # noqa: E402,F401
 from app.tasks import launch, uploads  # noqa: E402,F401
+
+bp.record(launch.launch_routes)  # after every module's own views: kinds without one get a generic route
