@@ -132,3 +132,36 @@ def _rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def test_over_20_mb_refused_by_the_real_server(stack: Stack):
+    """The eventlet server answers 413 from the Content-Length alone and makes no task."""
+    erin = new_user(stack)
+    r = erin.http.post(erin.base_url + "/import_posts", data={"csrf_token": erin.csrf()},
+                       files={"file": ("posts.json", b" " * (21 * MB), "application/json")}, allow_redirects=False)
+    assert r.status_code == 413, r.status_code
+    assert "larger than 20 MB" in r.text
+    assert erin.tasks() == []
+    assert erin.get("/index").status_code == 200  # the session goes on
+
+
+def test_cancel_a_running_import(stack: Stack):
+    """Cancel while the file is being checked: "canceled", no post added, the upload removed, and a new
+    import can start at once."""
+    content, _ = big_file(8 * MB)
+    frank = new_user(stack, posts=2)
+    before = read_posts(stack.database_url, frank.username)
+    watcher = frank.socket()
+    try:
+        task_id = import_file(frank, content)
+        watcher.wait_for(lambda e: e["task_id"] == task_id and e["status"] == "started" and e["progress"] > 0,
+                         60, "the import to make progress")
+        r = frank.post(f"/tasks/{task_id}/cancel", allow_redirects=False)
+        assert r.status_code == 303, r.status_code
+        assert watcher.terminal(task_id)["status"] == "canceled"
+    finally:
+        watcher.close()
+    wait_until(lambda: uploads_left(stack) == [], 10, "the canceled import's upload to be removed")
+    assert read_posts(stack.database_url, frank.username) == before
+    assert frank.tasks()[0]["retry_url"] == "/import_posts"  # "Try again" re-opens the form
+    import_file(frank, json.dumps({"posts": []}).encode())
