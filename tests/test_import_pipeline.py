@@ -12,7 +12,7 @@ from tests.harness import Browserless, Stack, assert_well_ordered, new_user, rea
 pytestmark = pytest.mark.timeout(300)
 MB = 1024 * 1024
 IMPORT_LOG = re.compile(r"import (\w+): (\d+) posts checked in ([\d.]+) s, (\d+) added and (\d+) skipped in "
-                        r"([\d.]+) s \((\d+) posts/s overall\); peak RSS ([\d.]+) MB")
+                        r"([\d.]+) s \((\d+) posts/s overall\); peak RSS ([\d.]+) MB; parser (\w+)")
 
 
 def import_file(user: Browserless, content: bytes) -> str:
@@ -123,6 +123,7 @@ def test_20_mb_import_memory_and_rate(stack: Stack):
           f"{log.group(6)} s, {rate:,} posts/s overall, work horse peak RSS {peak_mb:.1f} MB "
           f"(the idle worker parent: {parent_mb:.1f} MB)")
     assert peak_mb < 100, log.group(0)
+    assert log.group(9) == "yajl2_c"  # ijson's C backend: the pure-Python one is ~6x slower
     assert len(read_posts(stack.database_url, dave.username)) == total
 
 
