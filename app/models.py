@@ -118,17 +118,25 @@ class TaskStatus(str, enum.Enum):
 _ACTIVE_SQL = "status IN ('queued', 'started')"
 
 
+def _lane_of(context: sa.engine.interfaces.ExecutionContext) -> str:
+    """A new row's lane, from the job registry (rows made outside launch_task get it too)."""
+    from app.jobs import lane_of  # the registry imports this module
+
+    return lane_of(context.get_current_parameters()["name"])
+
+
 class Task(db.Model):
     """One background job of a user; the row is the truth, RQ only runs it."""
 
     __table_args__ = (
-        # One active task of each kind per user: two concurrent clicks cannot both insert.
-        # MySQL/MariaDB have no partial index: migration scale_0001 puts this unique index over a
-        # generated column there instead (NULL once the task ended).
+        # One active task per lane per user: two concurrent clicks cannot both insert, and kinds
+        # sharing a lane (the export and the import of posts) never run together.
+        # MySQL/MariaDB have no partial index: migrations there put this unique index over a
+        # generated column instead (NULL once the task ended).
         sa.Index(
             "uq_task_one_active_per_user",
             "user_id",
-            "name",
+            "lane",
             unique=True,
             sqlite_where=sa.text(_ACTIVE_SQL),
             postgresql_where=sa.text(_ACTIVE_SQL),
@@ -139,6 +147,8 @@ class Task(db.Model):
 
     id: so.Mapped[str] = so.mapped_column(sa.String(36), primary_key=True)
     name: so.Mapped[str] = so.mapped_column(sa.String(64))
+    # The job kind's exclusive group (app.jobs JOBS): at most one active task per user and lane.
+    lane: so.Mapped[str] = so.mapped_column(sa.String(64), default=_lane_of)
     description: so.Mapped[str] = so.mapped_column(sa.String(128))
     user_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey(User.id, ondelete="CASCADE"))
     status: so.Mapped[TaskStatus] = so.mapped_column(

@@ -59,7 +59,10 @@ def download_url(task: Task) -> str | None:
 
 def task_payload(task: Task) -> dict[str, Any]:
     """The `task_progress` event (and `/api/tasks/<id>`) body for a task."""
+    from app.jobs import kind_fields  # the registry imports this module
+
     return {
+        **kind_fields(task.name),  # what the browser needs about the kind (lane, retry), never its name
         "task_id": task.id,
         "name": task.name,
         "description": task.description,

@@ -22,7 +22,8 @@ EVENT_FIELDS = {"task_id", "name", "description", "progress", "status", "message
                 "expires_at", "current", "total", "eta_seconds"}
 EVENT_EXTRAS = {"created_at", "started_at", "finished_at", "seq",
                 # issue 12: rate, size and delivery, and the registry's words for the pages
-                "rate", "result_bytes", "delivery", "done_description", "noun", "ready_title", "retry_url"}
+                "rate", "result_bytes", "delivery", "done_description", "noun", "ready_title", "retry_url",
+                "lane", "done_text", "retry_method"}  # the kind's fields (app.jobs JOBS)
 
 
 def make_task(app: Flask, user_id: int, status: TaskStatus = TaskStatus.QUEUED, *, name: str = "export_posts",

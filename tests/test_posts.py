@@ -132,7 +132,7 @@ def test_export_button_only_for_owner(client, alice, make_user):
     make_user("bob")
     page = client.get("/user/alice").get_data(as_text=True)
     assert "No posts yet." in page
-    assert shown(page, "export-form") and not shown(page, "export-in-progress")
+    assert shown(page, "export-form") and not shown(page, "posts-in-progress")
     start = page.index('<form action="/export_posts" method="post"')
     form = page[start:page.index("</form>", start)]
     assert 'name="csrf_token"' in form
@@ -153,4 +153,4 @@ def test_export_button_hidden_while_export_active(app, client, alice, make_user,
             page = client.get("/user/alice").get_data(as_text=True)
             active = status in TaskStatus.active()
             assert shown(page, "export-form") is not active
-            assert shown(page, "export-in-progress") is active
+            assert shown(page, "posts-in-progress") is active

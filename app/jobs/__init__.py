@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import redis
+import sqlalchemy as sa
 from flask import current_app
 from rq import Callback, Queue
 from sqlalchemy.exc import IntegrityError
@@ -13,28 +14,52 @@ from sqlalchemy.exc import IntegrityError
 from app.extensions import db
 from app.jobs.callbacks import on_job_failure, on_job_stopped
 from app.jobs.export import export_posts
-from app.models import Task, User
+from app.jobs.imports import import_posts
 from app.logs import log_step
+from app.models import Task, TaskStatus, User
 from app.progress import publish
 
 
 @dataclass(frozen=True)
 class JobSpec:
-    """A launchable job: the function RQ runs and the words users see."""
+    """A launchable job kind: the function RQ runs, and all that views, templates and the browser need.
+
+    Adding a kind is one entry in JOBS plus its job function: nothing else names kinds.
+    """
 
     func: Callable[[str], None]
-    description: str
+    description: str  # the bar's title while it runs ("Exporting posts")
     # Words the pages use (issue 12), so templates and tasks.js never special-case a job by name.
-    done_description: str = ""  # past tense, for a finished task ("Exported posts")
+    done_description: str = ""  # past tense, for a finished task's title ("Exported posts")
     noun: str = "items"  # what `current`/`total` count
     ready_title: str = ""  # the tab title's news when it finished while hidden ("Export ready")
     retry_url: str | None = None  # POST here to run it again (None: cannot be retried from a button)
+    done: str = ""  # past tense, the status once finished without a message of its own ("posts imported")
+    label: str = ""  # the launch button on the owner's profile
+    path: str = ""  # POST here launches one (the route is the kind's own view)
+    what: str = "task"  # the noun users read in flashes ("export")
+    download: bool = False  # a finished task offers its file at /tasks/<id>/download
+    upload: bool = False  # launched with a file (multipart `file`): "Try again" re-opens the form (GET path)
+    lane: str = ""  # kinds sharing a lane never run together for one user; "" = a lane of its own
+    form: str = "main/_launch_button.html"  # the profile's launch form (gets `name`, `kind`, `busy`)
+    already: str = ""  # refusal while one of this kind is active ("" = said from the description)
+    launched: str = "It has started. Its progress shows at the top of every page."
 
 
 # Requests name a key of this mapping; the function object, never a string, goes to RQ.
 JOBS: dict[str, JobSpec] = {
-    "export_posts": JobSpec(export_posts, "Exporting posts", done_description="Exported posts", noun="posts",
-                            ready_title="Export ready", retry_url="/export_posts"),
+    "export_posts": JobSpec(
+        export_posts, "Exporting posts", done_description="Exported posts", ready_title="Export ready",
+        retry_url="/export_posts", done="emailed to you", noun="posts", label="Export your posts",
+        path="/export_posts", what="export", download=True, lane="posts",
+        already="An export of your posts is already in progress.",
+        launched="Your export has started. Its progress shows at the top of every page."),
+    "import_posts": JobSpec(
+        import_posts, "Importing posts", done_description="Imported posts", ready_title="Import done",
+        done="posts imported", noun="posts", label="Import posts",
+        path="/import_posts", what="import", upload=True, lane="posts", form="main/_import_form.html",
+        already="An import of your posts is already in progress.",
+        launched="Your import has started: the file is checked first, then its posts are added."),
 }
 
 
@@ -47,12 +72,61 @@ def job_spec(name: str) -> JobSpec:
     return JOBS[name]
 
 
+def lane_of(name: str) -> str:
+    """The exclusive group of a job kind (its own name unless the registry shares one)."""
+    spec = JOBS.get(name)
+    return (spec.lane if spec else "") or name
+
+
+def launchers() -> list[tuple[str, list[tuple[str, JobSpec]]]]:
+    """The launchable kinds grouped by lane, in registry order: the owner's forms on the profile."""
+    lanes: dict[str, list[tuple[str, JobSpec]]] = {}
+    for name, spec in JOBS.items():
+        if spec.path:
+            lanes.setdefault(lane_of(name), []).append((name, spec))
+    return list(lanes.items())
+
+
+def kind_fields(name: str) -> dict[str, Any]:
+    """What the browser needs about a task's kind, added to every `task_progress` payload."""
+    spec = JOBS.get(name)
+    if spec is None:
+        return {"lane": name, "noun": None, "done_text": None, "retry_url": None, "retry_method": None}
+    return {
+        "lane": lane_of(name),
+        "noun": spec.noun,
+        "done_text": spec.done or None,
+        "retry_url": spec.path or None,
+        # A kind launched with a file cannot be re-posted empty: its retry opens the form.
+        "retry_method": "get" if spec.upload else "post",
+    }
+
+
 class TaskAlreadyActive(Exception):
-    """The user already has this kind of task queued or running."""
+    """The user already has a task of this lane queued or running (`blocking` is it, when known)."""
+
+    def __init__(self, name: str, blocking: Task | None = None) -> None:
+        super().__init__(name)
+        self.name = name
+        self.blocking = blocking
+
+    def refusal(self) -> str:
+        """The flashed message: which task is in the way."""
+        spec = JOBS[self.name]
+        if self.blocking is None or self.blocking.name == self.name:
+            return spec.already or f"“{spec.description}” is already in progress."
+        return (f"“{self.blocking.description}” is in progress; you can {spec.label[0].lower()}{spec.label[1:]} "
+                "once it has ended.")
 
 
 class QueueUnavailable(Exception):
     """The task queue (Redis) could not take the job."""
+
+
+def active_in_lane(user_id: int, lane: str) -> Task | None:
+    """The user's queued or running task of a lane, if any."""
+    return db.session.scalar(sa.select(Task).where(
+        Task.user_id == user_id, Task.lane == lane, Task.status.in_(TaskStatus.active())))
 
 
 def redis_client() -> redis.Redis:
@@ -65,16 +139,20 @@ def task_queue() -> Queue:
     return Queue(current_app.config["TASK_QUEUE"], connection=redis_client())
 
 
-def launch_task(user: User, name: str) -> Task:
-    """Create the Task row, commit it, then enqueue its job; the row never outlives a failed enqueue."""
+def launch_task(user: User, name: str, task_id: str | None = None) -> Task:
+    """Create the Task row, commit it, then enqueue its job; the row never outlives a failed enqueue.
+
+    `task_id` lets a caller prepare the job's input first (the import's upload is named after it).
+    """
     spec = job_spec(name)
-    task = Task(id=uuid.uuid4().hex, name=name, description=spec.description, user_id=user.id)
+    task = Task(id=task_id or uuid.uuid4().hex, name=name, lane=lane_of(name), description=spec.description,
+                user_id=user.id)
     db.session.add(task)
     try:
-        db.session.commit()  # the unique partial index refuses a second active task of this kind
+        db.session.commit()  # the unique partial index refuses a second active task of this lane
     except IntegrityError:
         db.session.rollback()
-        raise TaskAlreadyActive(name) from None
+        raise TaskAlreadyActive(name, active_in_lane(user.id, lane_of(name))) from None
     # Announce it before a worker can: published after the enqueue, `queued` could follow `started`.
     publish(task)
     try:

@@ -10,6 +10,7 @@ from typing import Any
 
 from app.extensions import db
 from app.jobs.export import describe_failure, export_path, remove_export_files, stored_result_path
+from app.jobs.imports import remove_upload
 from app.jobs.sessions import own_session
 from app.models import Task, TaskStatus
 from app.progress import CANCELED, end_task
@@ -22,6 +23,7 @@ EMAIL_UNKNOWN = "Your export is ready to download; the email may not have been s
 
 def remove_partial_export(task_id: str) -> None:
     """Delete what a stopped or killed export left on disk (a finished task keeps its file)."""
+    remove_upload(task_id)  # an import's upload goes whatever the ending (a no-op for other tasks)
     task = db.session.get(Task, task_id)
     db.session.commit()  # end the read: nothing may stay open in the worker parent
     if task is not None and task.status != TaskStatus.FINISHED:

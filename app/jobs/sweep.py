@@ -31,6 +31,7 @@ from rq.registry import StartedJobRegistry
 from app.extensions import db
 from app.jobs import redis_client, task_queue
 from app.jobs.callbacks import WORKER_DIED, end_abandoned
+from app.jobs.imports import remove_orphan_uploads
 from app.logs import log_step
 from app.models import Task, TaskStatus, utcnow
 from app.progress import CANCELED, end_task
@@ -112,6 +113,8 @@ def sweep_abandoned_tasks() -> int:
             ended += 1
             log.warning("sweep ended task %s: %s", task.id, ending[1])
             log_step("swept", task.id, task.user_id, task.created_at, level=logging.WARNING, reason=ending[1])
+    # Uploads whose task ended without its job (canceled while queued) or never got a row (web died).
+    remove_orphan_uploads({t.id for t in active}, enqueue_grace.total_seconds())
     if active:
         # Let RQ's own registry agree with us (it would otherwise wait for maintenance).
         StartedJobRegistry(queue=task_queue()).cleanup()

@@ -8,7 +8,7 @@ from app.extensions import db
 from app.main import bp, keyset
 from app.main.forms import EmptyForm, PostForm
 from app.main.keyset import KeysetPage
-from app.models import Post, Task, TaskStatus, User
+from app.models import Post, User
 
 
 def _page(query: sa.Select) -> KeysetPage:
@@ -45,13 +45,9 @@ def explore() -> str:
 @bp.route("/user/<username>")
 @login_required
 def user(username: str) -> str:
-    """A profile with its posts; the owner also gets the export button."""
+    """A profile with its posts; the owner also gets the launch forms (main/_launchers.html)."""
     person = db.first_or_404(sa.select(User).where(User.username == username))
     posts = _page(person.posts.select().order_by(Post.timestamp.desc(), Post.id.desc()))
-    exporting = person == current_user and db.session.scalar(
-        sa.select(Task.id).where(Task.user_id == person.id, Task.name == "export_posts",
-                                 Task.status.in_(TaskStatus.active()))
-    ) is not None
     return render_template("main/user.html", title=person.username, person=person, posts=posts,
-                           exporting=exporting, form=EmptyForm(),
+                           form=EmptyForm(),
                            endpoint="main.user", endpoint_args={"username": username})

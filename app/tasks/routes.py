@@ -17,7 +17,7 @@ from werkzeug.wrappers import Response
 from app.extensions import db
 from app.expiry import is_expired
 from app.jobs.retention import delete_export_file
-from app.jobs import QueueUnavailable, TaskAlreadyActive, launch_task, redis_client
+from app.jobs import redis_client
 from app.jobs.export import result_file
 from app.limits import exports_per_user
 from app.main.forms import EmptyForm
@@ -26,6 +26,7 @@ from app.progress import CANCELED, end_task, task_payload
 from app.security import page_number, safe_next
 from app.tasks import bp
 from app.tasks.display import download_name
+from app.tasks.launch import launch_and_flash
 
 log = logging.getLogger(__name__)
 
@@ -48,16 +49,7 @@ def _back(default: str) -> Response:
 @exports_per_user
 def export_posts() -> Response:
     """Launch the export of the caller's posts."""
-    try:
-        launch_task(current_user, "export_posts")
-    except TaskAlreadyActive:
-        flash("An export of your posts is already in progress.", "task-warning")
-    except QueueUnavailable:
-        flash("The task queue is unavailable right now, so no export was started. Please try again shortly.",
-              "danger")
-    else:
-        g.task_launched = True  # counts towards EXPORT_RATE_LIMIT
-        flash("Your export has started. Its progress shows at the top of every page.", "task-info")
+    launch_and_flash("export_posts")
     return _back(url_for("main.user", username=current_user.username))
 
 
