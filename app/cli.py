@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from flask.cli import with_appcontext
 
 from app.extensions import db
-from app.models import Post, User, utcnow
+from app.models import Post, User, count_new_posts, utcnow
 
 SEED_CHUNK = 50_000
 SEED_MAX = 50_000_000
@@ -32,6 +32,7 @@ def seed_rows(count: int, chunk: int = SEED_CHUNK) -> Iterator[list[tuple[str, d
 
 def insert_rows(user_id: int, count: int) -> None:
     """Bulk insert: the driver's executemany on SQLite (~2x faster than Core), COPY on PostgreSQL, Core elsewhere."""
+    count_new_posts(db.session, user_id, count)
     if db.engine.dialect.name == "sqlite":
         connection = db.session.connection()
         sql = f"INSERT INTO {Post.__tablename__} (body, timestamp, user_id) VALUES (?, ?, ?)"

@@ -33,6 +33,9 @@ class User(UserMixin, db.Model):
     username: so.Mapped[str] = so.mapped_column(sa.String(64), index=True, unique=True)
     email: so.Mapped[str] = so.mapped_column(sa.String(120), index=True, unique=True)
     password_hash: so.Mapped[str | None] = so.mapped_column(sa.String(256))
+    # Maintained by every writer of posts in the same transaction (count_new_posts): the profile
+    # shows it without a COUNT(*) over a million rows, which would freeze the web process (issue 10).
+    post_count: so.Mapped[int] = so.mapped_column(default=0, server_default="0")
     # Operations (issue 9): admins see /admin/rq and /metrics; set with `flask set-admin`.
     is_admin: so.Mapped[bool] = so.mapped_column(default=False, server_default=sa.false())
 
@@ -79,6 +82,13 @@ class UserSession(db.Model):
     user_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey(User.id, ondelete="CASCADE"), index=True)
     created_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)
     last_seen: so.Mapped[datetime] = so.mapped_column(default=utcnow)
+
+
+def count_new_posts(connection: sa.Connection | so.Session, user_id: int, added: int) -> None:
+    """Add `added` to a user's maintained post count, in the caller's transaction."""
+    if added:
+        connection.execute(sa.update(User.__table__).where(User.__table__.c.id == user_id)
+                           .values(post_count=User.__table__.c.post_count + added))
 
 
 class Post(db.Model):

@@ -21,7 +21,7 @@ from rq.timeouts import JobTimeoutException
 
 from app.extensions import db
 from app.jobs.import_file import BACKEND, NOTHING, BadImport, checked_entries, iter_entries, open_upload
-from app.models import Post, Task, TaskStatus, utcnow
+from app.models import Post, Task, TaskStatus, count_new_posts, utcnow
 from app.progress import ProgressPublisher, TaskCanceled, emit_payload, end_task, publish, task_payload, with_db_retry
 
 log = logging.getLogger(__name__)
@@ -115,6 +115,7 @@ def insert_file(task: Task, path: Path, total: int) -> tuple[int, int]:
     if done != total:  # the checked file changed under us: never commit what was not checked
         raise BadImport(f"The file changed while it was imported. {NOTHING}")
     message = finished_message(added, skipped)
+    count_new_posts(conn, task.user_id, added)
     if not _finish(conn, task.id, message):
         db.session.rollback()
         raise TaskCanceled(task.id)
@@ -165,6 +166,7 @@ def _insert_staged(task_id: str, user_id: int, path: Path, total: int, reporter:
         try:
             began = time.perf_counter()
             added = conn.exec_driver_sql(_MOVE, (user_id, user_id)).rowcount
+            count_new_posts(conn, user_id, added)
             if not _finish(conn, task_id, finished_message(added, total - added)):
                 conn.rollback()
                 raise TaskCanceled(task_id)

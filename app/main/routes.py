@@ -8,7 +8,7 @@ from app.extensions import db
 from app.main import bp, keyset
 from app.main.forms import EmptyForm, PostForm
 from app.main.keyset import KeysetPage
-from app.models import Post, User
+from app.models import Post, User, count_new_posts
 
 
 def _page(query: sa.Select) -> KeysetPage:
@@ -24,6 +24,7 @@ def index() -> str | Response:
     form = PostForm()
     if form.validate_on_submit():
         db.session.add(Post(body=form.post.data, author=current_user))
+        count_new_posts(db.session, current_user.id, 1)
         db.session.commit()
         flash("Your post is now live!", "success")
         return redirect(url_for("main.index"))
