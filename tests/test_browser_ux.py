@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.harness import ROOT, Stack, seed
-from tests.test_browser import END_TIMEOUT, alert_bar, sign_up, start_export, status_of, wait_for_running
+from tests.test_browser import END_TIMEOUT, alert_bar, sign_up, start_export, status_of
 
 pytestmark = [pytest.mark.browser, pytest.mark.parametrize("stack", ["sqlite"], indirect=True)]
 
@@ -49,6 +49,17 @@ HIDDEN_TAB_JS = """
 
 
 @pytest.fixture
+
+def wait_for_running(page: Page, task_id: str, low: int = 1, high: int = 90) -> int:
+    """Wait until the task's bar shows a value in [low, high]; returns it."""
+    handle = page.wait_for_function(
+        """([id, low, high]) => {
+             const bar = document.querySelector(`[data-task-alert="${id}"] [role="progressbar"]`);
+             const value = bar && parseInt(bar.getAttribute('aria-valuenow'), 10);
+             return value >= low && value <= high ? value : false;
+           }""", arg=[task_id, low, high], timeout=END_TIMEOUT)
+    return handle.json_value()
+
 def fresh_page(browser: Browser, browser_context_args: dict[str, Any]) -> Iterator[Any]:
     """Factory: a browser context with extra options (viewport, permissions, time zone), closed afterwards."""
     made: list[BrowserContext] = []
