@@ -59,13 +59,16 @@ class GatedPublisher(ProgressPublisher):
     def __init__(self, task_id: str, **_: object) -> None:
         super().__init__(task_id, min_interval=0)  # each release is one event, at once
 
-    def advance(self, percent: int) -> None:
+    def advance(self, percent: int, current: int | None = None, total: int | None = None) -> None:
         """Advance to `percent` through every step the test releases, waiting at the gate for more."""
         target = max(0, min(99, int(percent)))
         while self.percent < target:
             allowed = self._wait_above(self.percent)
             before = self.percent
-            super().advance(min(target, allowed))
+            step = min(target, allowed)
+            # The counts a held step shows: the share of `current` its percent stands for.
+            shown = None if current is None else current * step // max(target, 1)
+            super().advance(step, shown, total)
             if self.percent == before:  # the database was busy: the step is retried
                 time.sleep(POLL)
 
