@@ -13,13 +13,15 @@ from typing import Callable, Iterator
 
 import socketio
 
+from app.room_index import RoomIndexMixin
+
 MAX_RETRY_SLEEP = 4.0
 TERMINAL = frozenset({"finished", "failed", "canceled"})
 # Tasks whose end this server has relayed; old ones fall out (a task ends once, early in its life).
 REMEMBERED_ENDINGS = 50_000
 
 
-class ResyncRedisManager(socketio.RedisManager):
+class ResyncRedisManager(RoomIndexMixin, socketio.RedisManager):
     """A RedisManager that reports resubscriptions."""
 
     def __init__(self, *args, **kwargs) -> None:
