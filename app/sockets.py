@@ -114,35 +114,38 @@ class _Forgetter:
     A lost SREM only leaves a dead sid in a set with a TTL (logout's disconnect of it is a no-op).
     """
 
-    pending: deque[tuple[str, str]] = deque()
-    client: redis.Redis | None = None
+    pending: deque[tuple[redis.Redis, str, str]] = deque()
     running = False
     BATCH = 500
 
     @classmethod
     def add(cls, client: redis.Redis, key: str, sid: str) -> None:
         """Queue one SREM; start the flusher if it is not running."""
-        cls.pending.append((key, sid))
-        cls.client = client
+        cls.pending.append((client, key, sid))
         if not cls.running:
             cls.running = True
             socketio.start_background_task(cls.flush)
 
     @classmethod
     def flush(cls) -> None:
-        """Send the queued SREMs in pipelines of BATCH until none is left."""
+        """Send the queued SREMs in pipelines of at most BATCH until none is left."""
         try:
             while cls.pending:
-                pipe = cls.client.pipeline(transaction=False)
+                pipes: dict[int, Any] = {}
                 for _ in range(min(cls.BATCH, len(cls.pending))):
-                    pipe.srem(*cls.pending.popleft())
-                try:
-                    pipe.execute()
-                except redis.exceptions.RedisError:
-                    log.warning("could not forget closed sockets (Redis unavailable)")
+                    client, key, sid = cls.pending.popleft()
+                    pipes.setdefault(id(client), client.pipeline(transaction=False)).srem(key, sid)
+                for pipe in pipes.values():
+                    try:
+                        pipe.execute()
+                    except redis.exceptions.RedisError:
+                        log.warning("could not forget closed sockets (Redis unavailable)")
                 socketio.sleep(0)
         finally:
             cls.running = False
+        if cls.pending and not cls.running:  # queued after the loop ended (threaded mode)
+            cls.running = True
+            socketio.start_background_task(cls.flush)
 
 
 def disconnect_session_sockets(sock_key: str | None) -> int:
