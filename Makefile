@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export FLASK_APP := app:create_app
 
-.PHONY: run test chaos install install-test assets chromium prometheus nginx screenshots-ops migrate bench clean
+.PHONY: run test chaos install install-test assets chromium prometheus nginx screenshots-ops migrate bench bench-smoke bench-export clean
 
 run: install assets migrate  ## Install everything, migrate, start web + worker + Redis + SMTP sink
 	$(BIN)/python -m scripts.dev
@@ -65,7 +65,14 @@ migrate: install
 screenshots-ops: install-test assets chromium prometheus
 	$(BIN)/python -m scripts.ops_screenshots
 
+# Every benchmark of issue 10, ≥ 3 runs each: RESULT lines and bench/results/*.json (see bench/README.md).
 bench: install-test assets
+	ulimit -n 65536 2>/dev/null || true; $(BIN)/python -m bench.run $(BENCH_ARGS)
+
+bench-smoke: install-test assets  ## small sizes, one run each (what `make test` runs)
+	$(BIN)/python -m bench.run --smoke --runs 1
+
+bench-export: install-test assets  ## the detailed export benchmark (per-event timelines)
 	$(BIN)/python -m bench.export_bench
 
 clean:

@@ -109,6 +109,10 @@ def init_socketio(app: Flask) -> None:
                                      redis_options={"retry": Retry(NoBackoff(), 0)})
         manager.on_resubscribe = lambda: socketio.start_background_task(resync_all_users, app)
         options["client_manager"] = manager
+    else:
+        from app.room_index import IndexedManager
+
+        options["client_manager"] = IndexedManager()
     options["cors_allowed_origins"] = origin_checker(app.config.get("SOCKETIO_ORIGINS") or [])
     socketio.init_app(app, **options)
     from app.admission import ConnectAdmission

@@ -10,6 +10,7 @@ loses its slot after LEASE seconds, so a few stalled clients cannot hold the doo
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any, Callable, Iterable
 
 ENVIRON_KEY = "microblog.admitted"  # the callable on_connect calls once it is done
@@ -22,27 +23,39 @@ class ConnectAdmission:
         self.wsgi_app = wsgi_app
         self.slots = threading.BoundedSemaphore(slots)  # green under eventlet's monkey patch
         self.lease, self.wait = lease, wait
+        self.holders: dict[Callable[[], None], float] = {}  # release → when its slot was taken
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         query = environ.get("QUERY_STRING", "")
         if "EIO=" not in query or "sid=" in query:  # pages, and packets of established sessions
             return self.wsgi_app(environ, start_response)
-        held = [self.slots.acquire(timeout=self.wait)]
+        held = [self._acquire()]
 
         def admitted() -> None:
             if held[0]:
                 held[0] = False
+                self.holders.pop(admitted, None)
                 self.slots.release()
 
-        expiry = threading.Timer(self.lease, admitted)
-        expiry.daemon = True
-        expiry.start()
+        if held[0]:
+            self.holders[admitted] = time.monotonic()
         environ[ENVIRON_KEY] = admitted
         try:
             return self.wsgi_app(environ, start_response)
         finally:
             admitted()  # a websocket returns only when it closes; polling at once
-            expiry.cancel()
+
+    def _acquire(self) -> bool:
+        """Wait for a slot, reclaiming those held longer than the lease; False after `wait` seconds."""
+        deadline = time.monotonic() + self.wait
+        while not self.slots.acquire(timeout=self.lease):
+            now = time.monotonic()
+            for release, since in list(self.holders.items()):
+                if now - since > self.lease:
+                    release()  # a stalled handshake: its slot goes to the next connection
+            if now > deadline:
+                return False
+        return True
 
 
 def admitted(environ: dict[str, Any]) -> None:

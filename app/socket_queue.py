@@ -14,6 +14,7 @@ from typing import Callable, Iterator
 import socketio
 
 from app.ops.process_metrics import PROGRESS_EVENTS
+from app.room_index import RoomIndexMixin
 
 MAX_RETRY_SLEEP = 4.0
 TERMINAL = frozenset({"finished", "failed", "canceled"})
@@ -30,7 +31,7 @@ def event_seq(data: dict) -> float | None:
     return seq if isinstance(seq, int) and not isinstance(seq, bool) else None
 
 
-class ResyncRedisManager(socketio.RedisManager):
+class ResyncRedisManager(RoomIndexMixin, socketio.RedisManager):
     """A RedisManager that reports resubscriptions and drops out-of-order task events."""
 
     def __init__(self, *args, **kwargs) -> None:

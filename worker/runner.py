@@ -6,6 +6,7 @@ and the Socket.IO emitter before forking, so each job starts without re-importin
 from __future__ import annotations
 
 import ctypes
+import gc
 import logging
 import os
 import signal
@@ -29,6 +30,15 @@ class MicroblogWorker(Worker):
 
     # RQ backs off up to 60 s between reconnects; after a Redis restart users would wait that long.
     max_connection_wait_time = 2.0
+
+    def fork_work_horse(self, job: Any, queue: Queue) -> None:
+        """Fork with the parent's objects frozen: the horse's garbage collector then never walks them,
+        so it never un-shares the parent's pages (a 1M-post export grew 28 MiB of private memory so)."""
+        gc.freeze()
+        try:
+            super().fork_work_horse(job, queue)
+        finally:
+            gc.unfreeze()  # only the parent gets here: the horse exits inside
 
     def main_work_horse(self, job: Any, queue: Queue) -> None:
         """In the forked child: die with the worker, leave the parent's connections alone, own a session."""

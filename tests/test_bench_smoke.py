@@ -1,0 +1,46 @@
+"""`make bench` in smoke mode: every benchmark runs end to end and reports every figure.
+
+Timing targets are not asserted here (a loaded CI machine would fail them); the full `make bench`
+prints PASS/FAIL against them. This checks the benchmark itself works: each RESULT line is printed
+and the same figures are written as JSON.
+"""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.harness import ROOT
+
+RESULT_RE = re.compile(r"^RESULT (\S+) (\S+) (\S+) target (\S+) (PASS|FAIL)$", re.M)
+SMOKE_POSTS, SMOKE_BIG = 500, 2000
+EXPECTED = (
+    [f"export_{db}_{n}_{f}" for db in ("sqlite", "postgresql") for n in (SMOKE_POSTS, SMOKE_BIG)
+     for f in ("post_to_terminal", "post_to_started", "events", "horse_peak_rss")]
+    + ["seed_posts_postgresql_rate"]
+    + [f"pages_small_{p}_{f}" for p in ("home", "explore", "profile", "tasks") for f in ("rps", "5xx")]
+    + [f"pages_big_{p}_{f}" for p in ("profile", "explore", "deep_page") for f in ("rps", "5xx")]
+    + [f"push_20_idle_{f}" for f in ("p50", "p99", "max", "lost")]
+    + [f"storm_40_{f}" for f in ("connect_p99", "disconnect_max", "connects_per_s", "connect_cpu", "lost")]
+    + ["many_exports_10_jobs_per_s", "many_exports_10_missing_terminal", "many_exports_10_misrouted"]
+    + ["held_40_dropped", "held_40_kib_per_socket"]
+)
+
+
+@pytest.mark.timeout(900)  # six benchmarks, each starting its own deployment (~30 s each when idle)
+def test_bench_smoke_reports_every_figure():
+    """`python -m bench.run --smoke` prints one RESULT line per figure and writes them as JSON."""
+    done = subprocess.run([sys.executable, "-m", "bench.run", "--smoke", "--runs", "1"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    printed = {m.group(1): m for m in RESULT_RE.finditer(done.stdout)}
+    assert sorted(printed) == sorted(EXPECTED), done.stdout[-3000:]
+    report = json.loads((ROOT / "bench" / "results" / "smoke-latest.json").read_text())
+    assert {f["name"] for f in report["figures"]} == set(EXPECTED)
+    for figure in report["figures"]:
+        line = printed[figure["name"]]
+        assert line.group(4) == figure["target"] and line.group(5) == figure["verdict"]
+        assert line.group(2) != "nan", figure  # every figure was measured
