@@ -109,6 +109,9 @@ def build_plan(environ: dict[str, str]) -> Plan:
     env.setdefault("PYTHONUNBUFFERED", "1")
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     plan = Plan(env)
+    # The SMTP sink's Maildir and the embedded Redis live under var/, whatever DATABASE_URL says
+    # (only the default SQLite path used to create it).
+    VAR.mkdir(parents=True, exist_ok=True)
     plan_redis(plan)
     plan_mail(plan)
     plan_app(plan)

@@ -223,11 +223,11 @@ class Stack:
         """Base URL of the first web server."""
         return f"http://127.0.0.1:{self.ports[0]}"
 
-    def start_web(self, port: int | None = None) -> ManagedProcess:
-        """Start `python run.py` on a port and wait until it serves pages."""
+    def start_web(self, port: int | None = None, **env: str) -> ManagedProcess:
+        """Start `python run.py` on a port and wait until it serves pages (env: this process only)."""
         port = port or free_port()
         web = ManagedProcess([sys.executable, "run.py"], self.workdir / f"web-{port}.log",
-                             env=self.env(PORT=str(port), PUBLIC_URL=f"http://127.0.0.1:{port}"),
+                             env=self.env(PORT=str(port), PUBLIC_URL=f"http://127.0.0.1:{port}", **env),
                              cwd=str(ROOT)).start()
         try:
             wait_until(lambda: _answers(f"http://127.0.0.1:{port}/auth/login"), 30, f"web server on {port}")
@@ -261,11 +261,11 @@ class Stack:
             pass
         return None
 
-    def start_worker(self) -> ManagedProcess:
-        """Start `python -m worker` and wait until it registers in Redis."""
+    def start_worker(self, **env: str) -> ManagedProcess:
+        """Start `python -m worker` and wait until it registers in Redis (env: this process only)."""
         worker = ManagedProcess([sys.executable, "-m", "worker"],
                                 self.workdir / f"worker-{len(list(self.workdir.glob('worker-*.log')))}.log",
-                                env=self.env(), cwd=str(ROOT)).start()
+                                env=self.env(**env), cwd=str(ROOT)).start()
         connection = self.redis.client()
         try:
             wait_until(lambda: any(w.pid == worker.pid for w in Worker.all(connection=connection)), 30,

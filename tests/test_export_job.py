@@ -55,3 +55,21 @@ def test_any_email_error_finishes_with_a_readable_message(app, make_user, make_p
     assert task.message.startswith("Your export is ready to download, but the email could not be sent")
     assert "Unicode" not in task.message and "Error" not in task.message
     assert _file_of(app, task_id).is_file()
+
+
+def test_result_file_resolves_under_this_export_dir(app, make_user):
+    """Relative paths resolve under EXPORT_DIR; an old absolute path counts only when it lies under it."""
+    from app.jobs.export import result_file
+
+    user = make_user()
+    root = Path(app.config["EXPORT_DIR"])
+    (root / str(user.id)).mkdir(parents=True)
+    (root / str(user.id) / "old.json").write_text("{}")
+    outside = root.parent / "elsewhere.json"
+    outside.write_text("{}")
+    cases = {f"{user.id}/old.json": True, str(root / str(user.id) / "old.json"): True,
+             str(outside): False, "../elsewhere.json": False, f"{user.id}/missing.json": False}
+    for stored, found in cases.items():
+        task_id = make_task(app, user.id, TaskStatus.FINISHED, result_path=stored)
+        with app.app_context():
+            assert (result_file(get_task(app, task_id)) is not None) is found, stored

@@ -104,13 +104,14 @@ def checkout(dest: Path) -> Path:
 class RunningStack:
     """`make run` in a checkout, with the bookkeeping to check it stops completely."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, **more_env: str) -> None:
         self.dir = checkout(workdir / "checkout")
         self.port = free_port()
         self.dead_redis_port = free_port()  # nothing listens there: the embedded Redis must start
         env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
         env.update(PORT=str(self.port), REDIS_URL=f"redis://127.0.0.1:{self.dead_redis_port}/0",
                    PYTHONWARNINGS="ignore::DeprecationWarning")
+        env.update(more_env)  # what a developer might set in their shell (DATABASE_URL, REDIS_URL, ...)
         self.log_path = workdir / "make-run.log"
         venv = Path(sys.executable).parent.parent
         with open(self.log_path, "wb") as log:
