@@ -284,6 +284,7 @@ def _naive(value: datetime | str) -> datetime:
 def test_chaos_soak(make_stack, db: str) -> None:
     """Nothing wrongly failed, nothing lost, nothing out of order, whatever dies meanwhile."""
     seed_value = int(os.environ.get("CHAOS_SEED") or random.randrange(1 << 30))
+    began = time.monotonic()
     print(f"\nCHAOS seed={seed_value} db={db} seconds={SECONDS:.0f} (replay: CHAOS_SEED={seed_value})")
     stack = make_stack(db=db, workers=0, held=False, EXPORT_RATE_LIMIT="100000 per hour",
                        REGISTER_RATE_LIMIT="100000 per hour", MAIL_TIMEOUT="3")
@@ -358,8 +359,8 @@ def test_chaos_soak(make_stack, db: str) -> None:
           f"canceled={by_status['canceled']} kills={kills} ({', '.join(f'{k}={v}' for k, v in sorted(ledger.kills.items()))}) "
           f"wrong={len(wrong)} lost={len(lost)}")
     print(f"CHAOS db={db} excused: horse-killed={len(ledger.killed)} lost-with-redis={len(ledger.lost)} "
-          f"launch-cut={len(ledger.interrupted)}; chaos {SECONDS:.0f} s, drained in "
-          f"{ended_at - started - SECONDS:.1f} s; client errors {sum((u.errors for u in users), Counter())}")
+          f"launch-cut={len(ledger.interrupted)}; set-up {started - began:.0f} s, chaos {SECONDS:.0f} s, drained in "
+          f"{ended_at - started - SECONDS:.1f} s, checked in {time.monotonic() - ended_at:.0f} s; client errors {sum((u.errors for u in users), Counter())}")
     if wrong or lost:
         print("CHAOS problems:\n  " + "\n  ".join(wrong[:30] + lost[:30]))
         print("CHAOS timeline:\n  " + "\n  ".join(ledger.timeline))
