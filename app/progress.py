@@ -131,6 +131,15 @@ def _reload(task_id: str) -> Task:
     return with_db_retry(run)
 
 
+def write_heartbeat(task_id: str) -> bool:
+    """Record that a started task's job is alive; False once the task is not running. Never waits long."""
+    try:
+        return _update(task_id, Task.status == TaskStatus.STARTED, attempts=1, heartbeat_at=utcnow()) is not None
+    except sa.exc.OperationalError:
+        log.warning("task %s: heartbeat not recorded, the database is busy", task_id)
+        return True
+
+
 def end_task(task_id: str, status: TaskStatus, message: str | None = None, *,
              result_path: str | None = None, allow_delivering: bool = True) -> Task | None:
     """End an active task once; publish and return it, or None if it had already ended."""
@@ -205,16 +214,12 @@ class ProgressPublisher:
     def beat(self) -> bool:
         """Write the heartbeat if the last one is HEARTBEAT_INTERVAL old; False once the task is not running.
 
-        Safe from the heartbeat thread too (app/jobs/heartbeat.py): one tiny UPDATE of its own.
+        The work horse's heartbeat thread (app/jobs/heartbeat.py) beats too, for silent phases.
         """
         if self.clock() - self.last_beat < HEARTBEAT_INTERVAL:
             return True
         self.last_beat = self.clock()  # a failed beat is not retried at once: the next one will do
-        try:
-            return _update(self.task_id, Task.status == TaskStatus.STARTED, attempts=1, heartbeat_at=utcnow()) is not None
-        except sa.exc.OperationalError:
-            log.warning("task %s: heartbeat not recorded, the database is busy", self.task_id)
-            return True
+        return write_heartbeat(self.task_id)
 
     def begin_delivery(self, message: str) -> None:
         """Claim the task for delivery (from here on a cancel is refused, 409) and say what happens."""

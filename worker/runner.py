@@ -35,14 +35,15 @@ class MicroblogWorker(Worker):
         from flask import current_app
 
         from app.extensions import db
+        from app.jobs.heartbeat import heartbeat
 
         die_with_parent()
         db.engine.dispose(close=False)  # the parent's pooled connections are its own: never use or close them
         if inherited_transaction():
             log.error("work horse %s inherited an open database transaction from its worker", os.getpid())
         # A fresh app context: the job's session is its own, whatever the parent's context holds.
-        with current_app._get_current_object().app_context():
-            super().main_work_horse(job, queue)
+        with current_app._get_current_object().app_context(), heartbeat(job.id):
+            super().main_work_horse(job, queue)  # ends the process (os._exit), and the beat with it
 
     def handle_work_horse_killed(self, job: Any, retpid: int | None, ret_val: int | None, rusage: Any) -> None:
         """The child died without reporting (OOM, SIGKILL): fail its task now, not at the next sweep."""

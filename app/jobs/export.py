@@ -18,7 +18,6 @@ from rq.timeouts import JobTimeoutException
 
 from app import mailer
 from app.extensions import db
-from app.jobs.heartbeat import heartbeat
 from app.jobs.sessions import own_session
 from app.models import Post, Task, TaskStatus, User, isoformat_z
 from app.progress import ProgressPublisher, TaskCanceled, end_task, with_db_retry
@@ -78,13 +77,13 @@ def export_posts(task_id: str) -> None:
         log.info("task %s ended before it started; nothing to do", task_id)
         return
     path = export_path(task)
-    with heartbeat(publisher):  # the row stays fresh while counting, writing and mailing
-        if not write_export(task, path, publisher):
-            return
-        # The file is whole and the task is claimed for delivery: from here on nothing may delete the
-        # file or fail the task. The email can only add a message; a lost finish is the sweep's to end.
-        warning = deliver_export(task, path)
-        finish_export(task, warning)
+    if not write_export(task, path, publisher):
+        return
+    # The file is whole and the task is claimed for delivery: from here on nothing may delete the
+    # file or fail the task. The email can only add a message; a lost finish is the sweep's to end.
+    # (While it is sent, the work horse's heartbeat thread keeps the row fresh: app/jobs/heartbeat.py.)
+    warning = deliver_export(task, path)
+    finish_export(task, warning)
 
 
 def write_export(task: Task, path: Path, publisher: ProgressPublisher) -> bool:

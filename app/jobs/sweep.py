@@ -49,11 +49,17 @@ def heartbeat_stale(task: Task, limit: timedelta) -> bool:
     return utcnow() - beat > limit
 
 
-def queued_ending(task: Task, job: Job | None, enqueue_grace: timedelta) -> tuple[TaskStatus, str] | None:
+# Stands for a job Redis holds but RQ cannot read (a worker could not run it either).
+UNREADABLE = object()
+
+
+def queued_ending(task: Task, job: Job | object | None, enqueue_grace: timedelta) -> tuple[TaskStatus, str] | None:
     """How a queued task must end because of what became of its job, or None while it waits."""
-    if job is None:
+    if job is None or job is UNREADABLE:
         # A row is committed a moment before its job is enqueued: give that moment room.
-        return (TaskStatus.FAILED, JOB_LOST) if utcnow() - task.created_at > enqueue_grace else None
+        if utcnow() - task.created_at <= enqueue_grace:
+            return None
+        return (TaskStatus.FAILED, JOB_LOST if job is None else JOB_FAILED)
     status = job.get_status(refresh=False)
     if status in (JobStatus.FAILED, JobStatus.FINISHED):
         return (TaskStatus.FAILED, JOB_FAILED)  # the job ended without ever starting its row
@@ -62,22 +68,24 @@ def queued_ending(task: Task, job: Job | None, enqueue_grace: timedelta) -> tupl
     return None
 
 
-def fetch_jobs(task_ids: list[str], connection: redis.Redis) -> dict[str, Job | None]:
-    """The RQ jobs of these tasks (None where Redis has none), in one round trip when all are readable."""
+def fetch_jobs(task_ids: list[str], connection: redis.Redis) -> dict[str, Job | object | None]:
+    """The RQ jobs of these tasks (None where Redis has none, UNREADABLE where RQ cannot read it),
+    in one round trip when all are readable."""
     try:
         return dict(zip(task_ids, Job.fetch_many(task_ids, connection=connection)))
     except redis.exceptions.RedisError:
         raise
     except Exception:  # one unreadable job must not hide the others: fall back to one at a time
         log.exception("sweep: a job could not be read; reading them one by one")
-    jobs: dict[str, Job | None] = {}
+    jobs: dict[str, Job | object | None] = {}
     for task_id in task_ids:
         try:
             jobs[task_id] = Job.fetch_many([task_id], connection=connection)[0]
         except redis.exceptions.RedisError:
             raise
         except Exception:
-            log.exception("sweep: the job of task %s cannot be read; leaving the task for now", task_id)
+            log.warning("sweep: the job of task %s cannot be read", task_id)
+            jobs[task_id] = UNREADABLE
     return jobs
 
 
@@ -97,8 +105,6 @@ def sweep_abandoned_tasks() -> int:
     queued = [t for t in active if t.status == TaskStatus.QUEUED]
     jobs = fetch_jobs([t.id for t in queued], redis_client()) if queued else {}
     for task in queued:
-        if task.id not in jobs:
-            continue  # its job could not be read
         ending = queued_ending(task, jobs[task.id], enqueue_grace)
         if ending is not None and end_task(task.id, *ending):
             ended += 1
