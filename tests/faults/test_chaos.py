@@ -28,7 +28,6 @@ from datetime import datetime, timezone
 import pytest
 import requests
 import sqlalchemy as sa
-from rq import Worker
 from rq.job import Job, JobStatus
 
 from config import normalize_database_url
@@ -188,12 +187,11 @@ class Chaos(threading.Thread):
     def _runs(self, job_id: str, worker) -> bool:
         """Whether RQ says this job is running on this worker right now (not a stale record)."""
         try:
-            connection = self.stack.redis.client()
-            job = Job.fetch(job_id, connection=connection)
-            names = {w.name for w in Worker.all(connection=connection) if w.pid == worker.pid}
+            job = Job.fetch(job_id, connection=self.stack.redis.client())
         except Exception:  # Redis restarting, the job gone: not a horse we can account for
             return False
-        return job.get_status() == JobStatus.STARTED and job.worker_name in names
+        return job.get_status() == JobStatus.STARTED and bool(job.worker_name) and \
+            f"Worker {job.worker_name}: " in worker.log_path.read_text(errors="replace")
 
     def worker(self) -> None:
         """SIGKILL a worker (its horse dies with it), then start a new one."""
