@@ -4,6 +4,10 @@ Redis pub/sub is at-most-once: events published while a server was not subscribe
 python-socketio's RedisManager resubscribes by itself but tells nobody, with a back-off that
 grows to 60 s. This subclass caps the back-off and calls `on_resubscribe` after every
 reconnection, so the server can re-send each connected user's snapshot (CONTRACT: within 10 s).
+
+It also keeps each task's events in order on the wire: every `task_progress` carries its row's
+`seq` (app/progress.py), and the relay drops an event not newer than one it already relayed for
+that task, and skips the sockets whose snapshot already showed a newer state (bounded memory).
 """
 from __future__ import annotations
 

@@ -255,14 +255,18 @@ class Stack:
         return self.start_worker()
 
     def current_job(self, worker: ManagedProcess) -> str | None:
-        """The id of the job a worker says it runs (RQ keeps this in Redis, also after a crash)."""
+        """The id of the job a worker says it runs (RQ keeps this in Redis, also after a crash).
+
+        By the RQ name the worker logged, not through RQ's list of workers: a worker that lived
+        through a Redis restart is missing from that list (its registration went with the data),
+        while its work horse still records the job it runs on the worker's key.
+        """
+        names = re.findall(r"Worker ([0-9a-f]{32}): ", worker.log_path.read_text(errors="replace"))
         try:
-            for w in Worker.all(connection=self.redis.client()):
-                if w.pid == worker.pid:
-                    return w.get_current_job_id()
+            job = self.redis.client().hget(f"rq:worker:{names[-1]}", "current_job") if names else None
         except redis.exceptions.RedisError:
-            pass
-        return None
+            return None
+        return job.decode() if job else None
 
     def start_worker(self, **env: str) -> ManagedProcess:
         """Start `python -m worker` and wait until it registers in Redis (env: this process only)."""

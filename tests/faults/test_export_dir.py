@@ -14,7 +14,7 @@ def test_download_through_another_mount_point(make_stack, tmp_path):
     mnt_worker, mnt_web = tmp_path / "mnt-worker", tmp_path / "mnt-web"
     mnt_worker.symlink_to(store, target_is_directory=True)
     mnt_web.symlink_to(store, target_is_directory=True)
-    stack = make_stack(web=False, workers=0)
+    stack = make_stack(web=False, workers=0, held=False)
     stack.start_web(EXPORT_DIR=str(mnt_web))
     stack.start_worker(EXPORT_DIR=str(mnt_worker))
     user = new_user(stack, posts=40)

@@ -37,7 +37,7 @@ def test_redis_restart_mid_export(make_stack):
               f"{time.monotonic() - back_at:.1f} s after Redis came back")
         assert end["status"] == "finished", end  # the work horse never needed Redis: its export completes
         assert user.get(f"/api/tasks/{task_id}").json()["status"] == end["status"]
-        assert len(json.loads(user.get(end["download_url"]).content)["posts"]) == 600_000
+        assert len(json.loads(user.get(end["download_url"]).content)["posts"]) == HELD_POSTS
 
         fresh = other.export()
         assert finish(stack, other_socket, fresh)["status"] == "finished"

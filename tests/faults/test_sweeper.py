@@ -112,7 +112,7 @@ def test_a_bad_job_in_redis_does_not_stop_the_sweeper(make_stack):
 def test_no_transaction_crosses_a_fork(make_stack):
     """The worker parent runs the work-horse-killed hook, then forks the next job: that horse starts
     with no inherited transaction (SQLite), and both tasks end as they should."""
-    stack = make_stack(MAIL_TIMEOUT="120")
+    stack = make_stack(held=False, MAIL_TIMEOUT="120")  # the SMTP hold keeps the first export running
     user = new_user(stack, posts=20)
     watcher = user.socket()
     stack.smtp.hold()
