@@ -48,8 +48,6 @@ HIDDEN_TAB_JS = """
 """
 
 
-@pytest.fixture
-
 def wait_for_running(page: Page, task_id: str, low: int = 1, high: int = 90) -> int:
     """Wait until the task's bar shows a value in [low, high]; returns it."""
     handle = page.wait_for_function(
@@ -60,6 +58,8 @@ def wait_for_running(page: Page, task_id: str, low: int = 1, high: int = 90) -> 
            }""", arg=[task_id, low, high], timeout=END_TIMEOUT)
     return handle.json_value()
 
+
+@pytest.fixture
 def fresh_page(browser: Browser, browser_context_args: dict[str, Any]) -> Iterator[Any]:
     """Factory: a browser context with extra options (viewport, permissions, time zone), closed afterwards."""
     made: list[BrowserContext] = []

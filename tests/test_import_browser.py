@@ -30,7 +30,7 @@ def test_import_from_the_profile(stack: Stack, page: Page, tmp_path: Path) -> No
     expect(bar).to_have_count(1)
     task_id = bar.get_attribute("data-task-id")
     expect(alert_bar(page, task_id)).to_have_attribute("aria-valuenow", "100")
-    expect(status_of(page, task_id)).to_have_text("Done — 3 posts imported.")
+    expect(status_of(page, task_id)).to_have_text("Done. 3 posts imported.")
     page.reload()
     expect(page.locator(".post-body").first).to_have_text("imported 3")
 

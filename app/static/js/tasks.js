@@ -108,8 +108,11 @@
     return form;
   }
 
-  function kindIsRunning(name) {
-    return Object.keys(latest).some(function (id) { return latest[id].name === name && ACTIVE[latest[id].status]; });
+  // Kinds sharing a lane (the export and the import of posts) never run together for one user.
+  function laneOf(t) { return t.lane || t.name; }
+
+  function laneIsRunning(lane) {
+    return Object.keys(latest).some(function (id) { return laneOf(latest[id]) === lane && ACTIVE[latest[id].status]; });
   }
 
   function renderStatus(node, t, progress) {
@@ -124,8 +127,13 @@
     node.textContent = "";
     if (ACTIVE[t.status]) {
       node.appendChild(postButton("/tasks/" + t.task_id + "/cancel", "Cancel", "btn-outline-danger"));
-    } else if ((t.status === "failed" || t.status === "canceled") && t.retry_url && !kindIsRunning(t.name)) {
-      node.appendChild(postButton(t.retry_url, "Try again", "btn-outline-primary", { "data-retry-kind": t.name }));
+    } else if ((t.status === "failed" || t.status === "canceled") && t.retry_url && !laneIsRunning(laneOf(t))) {
+      if (t.retry_method === "get") {  // a kind launched with a file: its retry opens the form again
+        node.appendChild(el("a", { href: t.retry_url, "class": "btn btn-sm btn-outline-primary", "data-retry-kind": t.name },
+                            "Try again"));
+      } else {
+        node.appendChild(postButton(t.retry_url, "Try again", "btn-outline-primary", { "data-retry-kind": t.name }));
+      }
     }
   }
 
@@ -250,9 +258,12 @@
       n.classList.toggle("alert-danger", t.status === "failed");
       n.classList.toggle("alert-secondary", t.status === "canceled");
     });
-    var running = kindIsRunning(t.name);
-    each('[data-launch-form="' + t.name + '"]', function (n) { n.hidden = running; });
-    each('[data-launch-busy="' + t.name + '"]', function (n) { n.hidden = !running; });
+    var lane = laneOf(t), running = laneIsRunning(lane);
+    each('[data-lane-form="' + lane + '"]', function (n) { n.hidden = running; });
+    each('[data-lane-busy="' + lane + '"]', function (n) { n.hidden = !running; });
+    if (running && ACTIVE[t.status]) {
+      each('[data-lane-busy-description="' + lane + '"]', function (n) { n.textContent = t.description; });
+    }
   }
 
   // A slow phase's message shows once it has lasted SLOW_PHASE_MS; a quick one never shows.
