@@ -45,12 +45,19 @@ def release(export_dir: str | Path, task_id: str, percent: int) -> None:
     os.replace(tmp, path)
 
 
+def release_all(export_dir: str | Path, percent: int) -> None:
+    """Open every export's gate up to `percent` unless its own gate says otherwise (100: run free)."""
+    release(export_dir, "default", percent)
+
+
 def released(export_dir: str | Path, task_id: str) -> int:
-    """How far the test has released a held export."""
-    try:
-        return int(gate_path(export_dir, task_id).read_text() or 0)
-    except (FileNotFoundError, ValueError):
-        return 0
+    """How far the test has released a held export (its own gate, else the deployment's default)."""
+    for name in (task_id, "default"):
+        try:
+            return int(gate_path(export_dir, name).read_text() or 0)
+        except (FileNotFoundError, ValueError):
+            continue
+    return 0
 
 
 class GatedPublisher(ProgressPublisher):

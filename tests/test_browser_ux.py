@@ -14,9 +14,13 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.harness import ROOT, Stack, seed
+from tests.jobs import release_all
 from tests.test_browser import END_TIMEOUT, alert_bar, sign_up, start_export, status_of
 
 pytestmark = [pytest.mark.browser, pytest.mark.parametrize("stack", ["sqlite"], indirect=True)]
+# Exports run through the test's gate (tests/jobs.py): free unless a test holds them, so no test
+# depends on this machine's speed to see one "still running".
+STACK_ENV = {"TESTING_JOBS": "1"}
 
 # Where the README's screenshots come from: `SCREENSHOT_DIR=docs make test PYTEST_ARGS=tests/test_browser_ux.py`.
 SHOTS = os.environ.get("SCREENSHOT_DIR")
@@ -48,17 +52,6 @@ HIDDEN_TAB_JS = """
 """
 
 
-def wait_for_running(page: Page, task_id: str, low: int = 1, high: int = 90) -> int:
-    """Wait until the task's bar shows a value in [low, high]; returns it."""
-    handle = page.wait_for_function(
-        """([id, low, high]) => {
-             const bar = document.querySelector(`[data-task-alert="${id}"] [role="progressbar"]`);
-             const value = bar && parseInt(bar.getAttribute('aria-valuenow'), 10);
-             return value >= low && value <= high ? value : false;
-           }""", arg=[task_id, low, high], timeout=END_TIMEOUT)
-    return handle.json_value()
-
-
 @pytest.fixture
 def fresh_page(browser: Browser, browser_context_args: dict[str, Any]) -> Iterator[Any]:
     """Factory: a browser context with extra options (viewport, permissions, time zone), closed afterwards."""
@@ -80,17 +73,30 @@ def scroll_width(page: Page) -> int:
     return page.evaluate("document.documentElement.scrollWidth")
 
 
+@pytest.fixture(autouse=True)
+def exports_run_free(stack: Stack) -> Iterator[None]:
+    """Every test's exports run free through the gate unless the test holds them."""
+    release_all(stack.export_dir, 100)
+    yield
+    release_all(stack.export_dir, 100)
+
+
 def test_bar_tells_counts_rate_and_time_left(stack: Stack, page: Page) -> None:
     """A running export reads "N% · 412,000 of 800,000 posts · 180,000/s · about 9 s left", then in the past tense."""
     username = sign_up(page, stack)
     seed(stack.database_url, username, 800_000)
+    release_all(stack.export_dir, 10)  # held at 10 %, whatever the machine's speed
     task_id = start_export(page, stack, username)
+    expect(alert_bar(page, task_id)).to_have_attribute("aria-valuenow", "10", timeout=END_TIMEOUT)
+    # The time left appears only once a task has run 2 s (app/eta.py): let the held task reach that age.
+    page.wait_for_timeout(2_100)
+    stack.release(task_id, 40)
+    expect(alert_bar(page, task_id)).to_have_attribute("aria-valuenow", "40", timeout=END_TIMEOUT)
     status = status_of(page, task_id)
     expect(status).to_have_text(COUNTS, timeout=END_TIMEOUT)
     if SHOTS:  # mid-way, for the README
-        wait_for_running(page, task_id, low=25, high=80)
-        expect(status).to_have_text(COUNTS)
         page.locator(f'[data-task-alert="{task_id}"]').screenshot(path=str(Path(SHOTS) / "progress-bar.png"))
+    stack.release(task_id, 100)
     expect(alert_bar(page, task_id)).to_have_attribute("aria-valuenow", "100", timeout=END_TIMEOUT)
     # Linked, not attached (the harness's attachment limit is 100 kB): the words say so.
     expect(status).to_have_text("Done — emailed you a link · Download")
@@ -199,7 +205,8 @@ def test_times_are_local_with_a_date(stack: Stack, fresh_page) -> None:
 def test_keyboard_only_launch_cancel_retry_download(stack: Stack, page: Page) -> None:
     """Tab and Enter alone launch an export, cancel it, try again and download the result."""
     username = sign_up(page, stack)
-    seed(stack.database_url, username, 300_000)
+    seed(stack.database_url, username, 300)
+    release_all(stack.export_dir, 20)  # the first export stays running until it is canceled
     page.goto(f"{stack.url}/user/{username}")
 
     def press_on(name: str) -> None:
@@ -214,9 +221,10 @@ def test_keyboard_only_launch_cancel_retry_download(stack: Stack, page: Page) ->
     bar = page.locator('#task-alerts [role="progressbar"][data-task-id]')
     expect(bar).to_have_count(1)
     task_id = bar.get_attribute("data-task-id")
-    wait_for_running(page, task_id)
+    expect(alert_bar(page, task_id)).to_have_attribute("aria-valuenow", "20", timeout=END_TIMEOUT)
     press_on("Cancel")
     expect(status_of(page, task_id)).to_have_text("Canceled")
+    release_all(stack.export_dir, 100)  # the retry runs free
     press_on("Try again")
     retry = page.locator('#task-alerts [role="progressbar"][data-task-id]').last
     expect(retry).not_to_have_attribute("data-task-id", task_id)
@@ -229,9 +237,10 @@ def test_keyboard_only_launch_cancel_retry_download(stack: Stack, page: Page) ->
 def test_try_again_goes_once_a_retry_runs(stack: Stack, context: BrowserContext, page: Page) -> None:
     """A canceled export's "Try again" disappears as soon as another tab starts a new export."""
     username = sign_up(page, stack)
-    seed(stack.database_url, username, 300_000)
+    seed(stack.database_url, username, 300)
+    release_all(stack.export_dir, 20)  # held until canceled (and the other tab's export stays running)
     task_id = start_export(page, stack, username)
-    wait_for_running(page, task_id)
+    expect(alert_bar(page, task_id)).to_have_attribute("aria-valuenow", "20", timeout=END_TIMEOUT)
     page.locator(f'[data-task-actions="{task_id}"]').get_by_role("button", name="Cancel").click()
     try_again = page.locator(f'[data-task-actions="{task_id}"]').get_by_role("button", name="Try again")
     expect(try_again).to_be_visible()
@@ -273,13 +282,15 @@ def test_axe_finds_no_serious_violation(stack: Stack, fresh_page) -> None:
     page.goto(stack.url + "/auth/login")
     assert axe_violations(page) == []
     username = sign_up(page, stack)
-    seed(stack.database_url, username, 300_000)
+    seed(stack.database_url, username, 300)
     for path in ("/index", f"/user/{username}", "/tasks"):
         page.goto(stack.url + path)
         assert axe_violations(page) == [], path
+    release_all(stack.export_dir, 30)
     task_id = start_export(page, stack, username)
-    wait_for_running(page, task_id)
+    expect(alert_bar(page, task_id)).to_have_attribute("aria-valuenow", "30", timeout=END_TIMEOUT)
     assert axe_violations(page) == [], "profile with a live bar"
+    stack.release(task_id, 100)
     expect(alert_bar(page, task_id)).to_have_attribute("aria-valuenow", "100", timeout=END_TIMEOUT)
     page.goto(stack.url + "/tasks")
     assert axe_violations(page) == [], "/tasks with a finished export"
