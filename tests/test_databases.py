@@ -19,8 +19,8 @@ def _engine(url: str) -> sa.Engine:
 
 def _insert_task(conn: sa.Connection, task_id: str, status: str) -> None:
     conn.execute(sa.text(
-        "INSERT INTO task (id, name, description, user_id, status, progress, delivering, created_at) "
-        "VALUES (:id, 'export_posts', 'Exporting posts', 1, :status, 0, false, :now)"),
+        "INSERT INTO task (id, name, lane, description, user_id, status, progress, delivering, created_at) "
+        "VALUES (:id, 'export_posts', 'posts', 'Exporting posts', 1, :status, 0, false, :now)"),
         {"id": task_id, "status": status, "now": datetime(2026, 1, 2, 3, 4, 5, 678901)})
 
 

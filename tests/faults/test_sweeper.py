@@ -67,8 +67,8 @@ def _insert_task(stack: Stack, user_id: int, age_seconds: int) -> str:
     try:
         with engine.begin() as conn:
             conn.execute(sa.text(
-                "INSERT INTO task (id, name, description, user_id, status, progress, delivering, created_at) "
-                "VALUES (:id, 'export_posts', 'Exporting posts', :user, 'queued', 0, :false, :created)"),
+                "INSERT INTO task (id, name, lane, description, user_id, status, progress, delivering, created_at) "
+                "VALUES (:id, 'export_posts', 'posts', 'Exporting posts', :user, 'queued', 0, :false, :created)"),
                 {"id": task_id, "user": user_id, "false": False, "created": _ago(age_seconds)})
     finally:
         engine.dispose()
