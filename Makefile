@@ -40,9 +40,10 @@ chromium:
 	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 	@/usr/bin/chromium --version
 
-# Load-balancer tests run Debian's nginx unprivileged (tests/test_nginx.py, deploy/nginx.conf).
+# Deployment tests: Debian's nginx run unprivileged (tests/test_nginx.py, deploy/nginx.conf), and a
+# TLS-only redis-server with an openssl-made certificate (tests/test_heroku.py: rediss://).
 nginx:
-	@test -x /usr/sbin/nginx || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq nginx >/dev/null; }
+	@test -x /usr/sbin/nginx -a -x /usr/bin/openssl -a -x /usr/bin/redis-server || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq nginx openssl redis-server >/dev/null; }
 	@/usr/sbin/nginx -v
 
 migrate: install
