@@ -53,9 +53,11 @@ chromium:
 prometheus:
 	@command -v promtool >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends prometheus >/dev/null; }
 	@promtool --version | head -1
-# Load-balancer tests run Debian's nginx unprivileged (tests/test_nginx.py, deploy/nginx.conf).
+
+# Deployment tests: Debian's nginx run unprivileged (tests/test_nginx.py, deploy/nginx.conf), and a
+# TLS-only redis-server with an openssl-made certificate (tests/test_heroku.py: rediss://).
 nginx:
-	@test -x /usr/sbin/nginx || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq nginx >/dev/null; }
+	@test -x /usr/sbin/nginx -a -x /usr/bin/openssl -a -x /usr/bin/redis-server || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq nginx openssl redis-server >/dev/null; }
 	@/usr/sbin/nginx -v
 
 migrate: install
