@@ -71,6 +71,8 @@ class Config:
         self.METRICS_TOKEN = os.environ.get("METRICS_TOKEN") or None
         self.LOG_LEVEL = (os.environ.get("LOG_LEVEL") or "INFO").upper()
         self.LOG_FORMAT = (os.environ.get("LOG_FORMAT") or "keyvalue").lower()
+        # SQL errors (and so logs) never show parameters: post bodies, password hashes.
+        self.SQLALCHEMY_ENGINE_OPTIONS = {"hide_parameters": True}
         self.SQLALCHEMY_TRACK_MODIFICATIONS = False
         self.WTF_CSRF_TIME_LIMIT = None  # a tab left open for hours can still cancel its export
         self.SESSION_COOKIE_SAMESITE = "Lax"
