@@ -100,7 +100,8 @@ def test_metrics_names_and_counts(app, client, auth, admin, make_user):
         assert f"\n{name}" in text, name
     assert 'microblog_tasks_total{name="export_posts",status="finished"} 2.0' in text
     assert 'microblog_tasks_total{name="export_posts",status="failed"} 1.0' in text
-    assert 'microblog_tasks_total{name="export_posts",status="queued"} 0.0' in text
+    assert 'microblog_tasks_total{name="export_posts",status="queued"} 4.0' in text  # every one launched
+    assert 'microblog_tasks_total{name="export_posts",status="started"} 4.0' in text  # make_task sets started_at
     assert 'microblog_task_duration_seconds_count{name="export_posts"} 4.0' in text
     assert 'microblog_task_duration_seconds_bucket{le="5.0",name="export_posts"} 4.0' in text
     assert 'microblog_task_duration_seconds_bucket{le="2.5",name="export_posts"} 0.0' in text

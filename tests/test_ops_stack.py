@@ -164,11 +164,14 @@ def cancel_running_export(stack: Stack) -> str:
 
 
 def db_counts(stack: Stack) -> dict[str, int]:
-    """Tasks by status, straight from the database."""
+    """Tasks that reached each status, straight from the database (launched, began, ended so)."""
     engine = sa.create_engine(stack.database_url)
     try:
         with engine.connect() as conn:
-            return dict(conn.execute(sa.text("SELECT status, count(*) FROM task GROUP BY status")).all())
+            counts = dict(conn.execute(sa.text("SELECT status, count(*) FROM task GROUP BY status")).all())
+            counts["queued"], counts["started"] = conn.execute(
+                sa.text("SELECT count(*), count(started_at) FROM task")).one()
+            return counts
     finally:
         engine.dispose()
 
