@@ -77,6 +77,8 @@ class Config:
         self.METRICS_TOKEN = os.environ.get("METRICS_TOKEN") or None
         self.LOG_LEVEL = (os.environ.get("LOG_LEVEL") or "INFO").upper()
         self.LOG_FORMAT = (os.environ.get("LOG_FORMAT") or "keyvalue").lower()
+        # SQL errors (and so logs) never show parameters: post bodies, password hashes.
+        self.SQLALCHEMY_ENGINE_OPTIONS = {"hide_parameters": True}
         self.SQLALCHEMY_TRACK_MODIFICATIONS = False
         # After PostgreSQL drops connections (restart, failover) a pooled one is dead: test it before use,
         # or the next request of each web process answers 500 (found by the fault tests).

@@ -50,7 +50,7 @@ def main() -> None:
             page.goto(f"{stack.url}/admin/rq/")
             page.wait_for_selector("#queues tbody tr td a", timeout=15_000)
             page.screenshot(path=str(DOCS / "ops-rq-dashboard.png"), full_page=True)
-            page.goto(f"{base}/graph?g0.expr=microblog_tasks_total&g0.tab=0&g0.range_input=5m")
+            page.goto(f"{base}/graph?g0.expr=microblog_tasks_total&g0.tab=0&g0.range_input=2m")
             page.wait_for_selector("canvas, .graph-legend, svg", timeout=15_000)
             time.sleep(2)
             page.screenshot(path=str(DOCS / "ops-prometheus-tasks.png"), full_page=True)

@@ -100,7 +100,8 @@ def test_metrics_names_and_counts(app, client, auth, admin, make_user):
         assert f"\n{name}" in text, name
     assert 'microblog_tasks_total{name="export_posts",status="finished"} 2.0' in text
     assert 'microblog_tasks_total{name="export_posts",status="failed"} 1.0' in text
-    assert 'microblog_tasks_total{name="export_posts",status="queued"} 0.0' in text
+    assert 'microblog_tasks_total{name="export_posts",status="queued"} 4.0' in text  # every one launched
+    assert 'microblog_tasks_total{name="export_posts",status="started"} 4.0' in text  # make_task sets started_at
     assert 'microblog_task_duration_seconds_count{name="export_posts"} 4.0' in text
     assert 'microblog_task_duration_seconds_bucket{le="5.0",name="export_posts"} 4.0' in text
     assert 'microblog_task_duration_seconds_bucket{le="2.5",name="export_posts"} 0.0' in text
@@ -259,3 +260,18 @@ def test_history_is_paginated(app, client, auth, make_user):
     first = TASK_ROW_RE.findall(client.get("/tasks").get_data(as_text=True))
     second = TASK_ROW_RE.findall(client.get("/tasks?page=2").get_data(as_text=True))
     assert first == ids[::-1][:50] and second == ids[::-1][50:]
+
+
+def test_database_errors_never_show_parameters(app, make_user):
+    """A failed statement's message (what logs and tracebacks print) hides its values, e.g. a post body."""
+    import sqlalchemy as sa
+
+    from app.extensions import db
+    from app.models import Post
+
+    alice = make_user("alice")
+    with app.app_context():
+        with pytest.raises(sa.exc.IntegrityError) as failure:
+            db.session.execute(sa.insert(Post), [{"body": "my secret diary", "user_id": alice.id + 999}])
+        db.session.rollback()
+    assert "my secret diary" not in str(failure.value) and "hidden" in str(failure.value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -163,11 +164,14 @@ def cancel_running_export(stack: Stack) -> str:
 
 
 def db_counts(stack: Stack) -> dict[str, int]:
-    """Tasks by status, straight from the database."""
+    """Tasks that reached each status, straight from the database (launched, began, ended so)."""
     engine = sa.create_engine(stack.database_url)
     try:
         with engine.connect() as conn:
-            return dict(conn.execute(sa.text("SELECT status, count(*) FROM task GROUP BY status")).all())
+            counts = dict(conn.execute(sa.text("SELECT status, count(*) FROM task GROUP BY status")).all())
+            counts["queued"], counts["started"] = conn.execute(
+                sa.text("SELECT count(*), count(started_at) FROM task")).one()
+            return counts
     finally:
         engine.dispose()
 
@@ -289,6 +293,18 @@ def test_healthz_reflects_redis_and_database_outages(pg_stack):
     """200 with all up; 503 naming Redis, then the database, within 2 s of each going away; 200 once back."""
     code, body, _ = healthz(pg_stack)
     assert code == 200 and body == {"status": "ok", "database": "ok", "redis": "ok", "workers": 1}, body
+
+    # A Redis that hangs (stopped, its sockets open) is a timeout, not a hung hub.
+    os.kill(pg_stack.redis.process.pid, signal.SIGSTOP)
+    try:
+        code, body, took = healthz(pg_stack)
+        assert code == 503 and took < 2 and "Timeout" in body["redis"], (code, took, body)
+        began = time.monotonic()
+        assert requests.get(f"{pg_stack.url}/auth/login", timeout=5).status_code == 200
+        assert time.monotonic() - began < 1
+    finally:
+        os.kill(pg_stack.redis.process.pid, signal.SIGCONT)
+    wait_until(lambda: healthz(pg_stack)[0] == 200, 10, "/healthz to recover after Redis resumed")
 
     pg_stack.redis.stop()
     code, body, took = healthz(pg_stack)

@@ -48,12 +48,22 @@ class DeploymentCollector:
         yield from self.redis_metrics()
 
     def tasks_total(self) -> Metric:
-        """microblog_tasks_total{name,status}: tasks ever launched, by where they are now."""
-        family = CounterMetricFamily("microblog_tasks", "Tasks by name and current status.",
+        """microblog_tasks_total{name,status}: tasks that reached each status, so every series only grows.
+
+        `queued` counts every task launched, `started` every one that began, and each ending the
+        tasks that ended so (what is queued or running now: queued - started, started - ended).
+        """
+        family = CounterMetricFamily("microblog_tasks", "Tasks that reached each status, by name "
+                                     "(queued: launched; started: began; finished/failed/canceled: ended so).",
                                      labels=["name", "status"])
         rows = db.session.execute(sa.select(Task.name, Task.status, sa.func.count()).group_by(Task.name, Task.status))
         counts = {(name, status.value if isinstance(status, TaskStatus) else status): n for name, status, n in rows}
+        reached = db.session.execute(sa.select(Task.name, sa.func.count(), sa.func.count(Task.started_at))
+                                     .group_by(Task.name)).all()
         db.session.commit()
+        for name, launched, started in reached:
+            counts[(name, TaskStatus.QUEUED.value)] = launched
+            counts[(name, TaskStatus.STARTED.value)] = started
         names = {name for name, _ in counts} or {"export_posts"}
         for name in sorted(names):
             for status in TaskStatus:
