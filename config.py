@@ -78,11 +78,11 @@ class Config:
         self.LOG_LEVEL = (os.environ.get("LOG_LEVEL") or "INFO").upper()
         self.LOG_FORMAT = (os.environ.get("LOG_FORMAT") or "keyvalue").lower()
         # SQL errors (and so logs) never show parameters: post bodies, password hashes.
-        self.SQLALCHEMY_ENGINE_OPTIONS = {"hide_parameters": True}
         self.SQLALCHEMY_TRACK_MODIFICATIONS = False
-        # After PostgreSQL drops connections (restart, failover) a pooled one is dead: test it before use,
-        # or the next request of each web process answers 500 (found by the fault tests).
-        self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+        # hide_parameters: SQL errors never put a post body or password hash in a log line.
+        # pool_pre_ping: after PostgreSQL drops connections (restart, failover) a pooled one is dead:
+        # test it before use, or the next request of each web process answers 500 (found by the fault tests).
+        self.SQLALCHEMY_ENGINE_OPTIONS = {"hide_parameters": True, "pool_pre_ping": True}
         self.WTF_CSRF_TIME_LIMIT = None  # a tab left open for hours can still cancel its export
         self.SESSION_COOKIE_SAMESITE = "Lax"
         self.REMEMBER_COOKIE_SAMESITE = "Lax"
