@@ -110,17 +110,23 @@ def many_exports(stack: Stack, count: int, prefix: str) -> dict[str, float]:
     crowd.wait_connected()
 
     def launch(cookie: str) -> int:
+        # A cookie jar, not a fixed Cookie header: the page that hands out the CSRF token also
+        # stores its secret in the session cookie it sends back (a login starts with an empty session).
         http = requests.Session()
-        headers = {"Cookie": cookie}
-        token = CSRF_META.search(http.get(stack.url + "/index", headers=headers).text).group(1)
-        return http.post(stack.url + "/export_posts", data={"csrf_token": token}, headers=headers,
-                         allow_redirects=False).status_code
+        for part in cookie.split("; "):
+            name, _, value = part.partition("=")
+            http.cookies.set(name, value)
+        token = CSRF_META.search(http.get(stack.url + "/index").text).group(1)
+        return http.post(stack.url + "/export_posts", data={"csrf_token": token}, allow_redirects=False).status_code
 
     engine = sa.create_engine(normalize_database_url(stack.database_url))
     ids = [uid for uid, _ in users]
     began = time.monotonic()
     with ThreadPoolExecutor(16) as pool:
         codes = list(pool.map(launch, [c for _, c in users]))
+    if set(codes) - {302, 303}:  # a refused launch would otherwise be waited for until the deadline
+        crowd.kill()
+        raise RuntimeError(f"exports were refused: HTTP {sorted(set(codes))}")
     owner: dict[str, int] = {}
     deadline = time.monotonic() + 600
     with engine.connect() as conn:
