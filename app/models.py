@@ -126,6 +126,8 @@ class Task(db.Model):
     started_at: so.Mapped[datetime | None] = so.mapped_column()
     finished_at: so.Mapped[datetime | None] = so.mapped_column()
     result_path: so.Mapped[str | None] = so.mapped_column(sa.String(512))
+    # The launcher's language: the worker writes the task's messages and email in it.
+    language: so.Mapped[str] = so.mapped_column(sa.String(8), default="en", server_default="en")
 
     user: so.Mapped[User] = so.relationship(back_populates="tasks")
 

@@ -11,6 +11,7 @@ from rq import Callback, Queue
 from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
+from app.i18n import current_language
 from app.jobs.callbacks import on_job_failure, on_job_stopped
 from app.jobs.export import export_posts
 from app.models import Task, User
@@ -52,7 +53,8 @@ def task_queue() -> Queue:
 def launch_task(user: User, name: str) -> Task:
     """Create the Task row, commit it, then enqueue its job; the row never outlives a failed enqueue."""
     spec = JOBS[name]
-    task = Task(id=uuid.uuid4().hex, name=name, description=spec.description, user_id=user.id)
+    task = Task(id=uuid.uuid4().hex, name=name, description=str(spec.description), user_id=user.id,
+                language=current_language())
     db.session.add(task)
     try:
         db.session.commit()  # the unique partial index refuses a second active task of this kind
