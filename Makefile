@@ -26,7 +26,7 @@ $(VENV)/.runtime: requirements.txt
 
 # Compiled catalogues (.mo) are built here from the committed .po files, never committed.
 translations: install
-	$(BIN)/pybabel compile -q -d app/translations
+	$(BIN)/pybabel compile --statistics -d app/translations
 
 $(VENV)/.test: requirements-test.txt $(VENV)/.runtime
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-test.txt
