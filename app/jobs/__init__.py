@@ -12,6 +12,7 @@ from rq import Callback, Queue
 from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
+from app.i18n import current_language
 from app.jobs.callbacks import on_job_failure, on_job_stopped
 from app.jobs.export import export_posts
 from app.jobs.imports import import_posts
@@ -145,8 +146,8 @@ def launch_task(user: User, name: str, task_id: str | None = None) -> Task:
     `task_id` lets a caller prepare the job's input first (the import's upload is named after it).
     """
     spec = job_spec(name)
-    task = Task(id=task_id or uuid.uuid4().hex, name=name, lane=lane_of(name), description=spec.description,
-                user_id=user.id)
+    task = Task(id=task_id or uuid.uuid4().hex, name=name, lane=lane_of(name), description=str(spec.description),
+                user_id=user.id, language=current_language())
     db.session.add(task)
     try:
         db.session.commit()  # the unique partial index refuses a second active task of this lane

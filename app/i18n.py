@@ -1,0 +1,61 @@
+"""Languages: which one a request is served in, and the footer switcher that remembers a choice.
+
+The choice order is the tutorial's plus a switcher: an explicit choice (a cookie the footer form
+sets) wins, then the browser's `Accept-Language`, then English. Outside a request (the worker,
+the CLI) the task's stored language is forced with `flask_babel.force_locale`.
+"""
+from __future__ import annotations
+
+from flask import Blueprint, current_app, has_request_context, redirect, request
+from werkzeug.wrappers import Response
+
+
+LANGUAGES = {"en": "English", "es": "Español"}
+DEFAULT_LANGUAGE = "en"
+LANGUAGE_COOKIE = "lang"
+ONE_YEAR = 365 * 24 * 3600
+
+bp = Blueprint("i18n", __name__)
+
+
+def select_locale() -> str:
+    """The language of this request: the switcher's cookie, else Accept-Language, else English."""
+    if not has_request_context():
+        return DEFAULT_LANGUAGE
+    chosen = request.cookies.get(LANGUAGE_COOKIE)
+    if chosen in LANGUAGES:
+        return chosen
+    return request.accept_languages.best_match(list(LANGUAGES)) or DEFAULT_LANGUAGE
+
+
+def current_language() -> str:
+    """The language code pages and new tasks use now."""
+    from flask_babel import get_locale
+
+    locale = get_locale()
+    return locale.language if locale is not None and locale.language in LANGUAGES else DEFAULT_LANGUAGE
+
+
+@bp.route("/language", methods=["POST"])
+def set_language() -> Response:
+    """Remember the footer's choice of language (CSRF-checked like every form) and go back."""
+    code = request.form.get("language", "")
+    response = redirect(_same_site(request.form.get("next")), code=303)
+    if code in LANGUAGES:
+        response.set_cookie(LANGUAGE_COOKIE, code, max_age=ONE_YEAR, samesite="Lax", httponly=True,
+                            secure=current_app.config.get("PUBLIC_URL", "").startswith("https://"))
+    return response
+
+
+def _same_site(target: str | None) -> str:
+    """A same-site path to go back to (the security issue's shared helper replaces this at merge)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    if any(ch in target for ch in "\r\n\t"):
+        return "/"
+    return target
+
+
+def inject_languages() -> dict:
+    """Templates: the language in use (for `<html lang>`) and the switcher's choices."""
+    return {"current_language": current_language(), "languages": LANGUAGES}
