@@ -6,6 +6,9 @@ the CLI) the task's stored language is forced with `flask_babel.force_locale`.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 from flask import Blueprint, current_app, has_request_context, redirect, request
 from werkzeug.wrappers import Response
 
@@ -54,6 +57,32 @@ def _same_site(target: str | None) -> str:
     if any(ch in target for ch in "\r\n\t"):
         return "/"
     return target
+
+
+def N_(text: str) -> str:
+    """Mark a string for extraction only (pybabel knows `N_`): it is translated where it is used."""
+    return text
+
+
+def task_language(task_id: str) -> str:
+    """The language a task was launched in (English if the row is gone or says nothing we have)."""
+    import sqlalchemy as sa
+
+    from app.extensions import db
+    from app.models import Task
+
+    with db.engine.connect() as conn:  # a connection of its own: no session state is touched
+        language = conn.scalar(sa.select(Task.language).where(Task.id == task_id))
+    return language if language in LANGUAGES else DEFAULT_LANGUAGE
+
+
+@contextmanager
+def task_locale(task_id: str, language: str | None = None) -> Iterator[None]:
+    """Write what follows (messages, emails) in the task's language, wherever it runs."""
+    from flask_babel import force_locale
+
+    with force_locale(language if language in LANGUAGES else task_language(task_id)):
+        yield
 
 
 def inject_languages() -> dict:

@@ -9,6 +9,7 @@ from urllib.parse import unquote, urlsplit
 
 import sqlalchemy as sa
 from flask import Flask, abort, current_app, render_template, request, url_for
+from flask_babel import gettext as _
 from flask_login import current_user
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Response

@@ -1,5 +1,6 @@
 """Post forms."""
 from flask_wtf import FlaskForm
+from flask_babel import gettext as _, lazy_gettext as _l
 from wtforms import Field, SubmitField, TextAreaField
 from wtforms.validators import DataRequired, ValidationError
 
@@ -34,14 +35,14 @@ class MaxCharacters:
 class PostForm(FlaskForm):
     """A new post."""
 
-    post = BoundedTextAreaField("Say something", filters=[browser_line_breaks], validators=[
+    post = BoundedTextAreaField(_l("Say something"), filters=[browser_line_breaks], validators=[
         DataRequired(message="A post cannot be empty."),
         MaxCharacters(POST_MAX_CHARS),
     ], render_kw={"data-max-chars": POST_MAX_CHARS})
-    submit = SubmitField("Submit")
+    submit = SubmitField(_l("Submit"))
 
 
 class EmptyForm(FlaskForm):
     """A button that changes state: carries only the CSRF token."""
 
-    submit = SubmitField("Submit")
+    submit = SubmitField(_l("Submit"))

@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 from flask import abort, render_template, request, url_for
+from flask_babel import gettext as _, lazy_gettext as _l
 from flask_login import current_user, login_required
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -55,7 +56,7 @@ def too_large(error: RequestEntityTooLarge) -> tuple[str, int]:
 def import_page(error: str | None = None, status: int = 200) -> tuple[str, int]:
     """The import form on a page of its own (where "Try again" leads), with an error if any."""
     busy = active_in_lane(current_user.id, lane_of(KIND))
-    return render_template("main/import.html", title="Import posts", name=KIND, kind=JOBS[KIND], busy=busy,
+    return render_template("main/import.html", title=_("Import posts"), name=KIND, kind=JOBS[KIND], busy=busy,
                            error=error), status
 
 
