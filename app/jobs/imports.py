@@ -251,10 +251,10 @@ class _InsertProgress:
 
 def finished_message(added: int, skipped: int) -> str:
     """What the finished task says."""
-    message = ngettext("%(num)s post imported.", "%(num)s posts imported.", added, num=f"{added:,}")
+    message = ngettext("%(count)s post imported.", "%(count)s posts imported.", added, count=f"{added:,}")
     if skipped:
-        message += " " + ngettext("%(num)s post skipped as already present.", "%(num)s posts skipped as already present.",
-                                  skipped, num=f"{skipped:,}")
+        message += " " + ngettext("%(count)s post skipped as already present.", "%(count)s posts skipped as already present.",
+                                  skipped, count=f"{skipped:,}")
     return message
 
 
