@@ -85,6 +85,31 @@ def task_locale(task_id: str, language: str | None = None) -> Iterator[None]:
         yield
 
 
+# Every word static/js/page.js and tasks.js write, English as the key: base.html hands the scripts
+# this page's translations in <meta name="i18n"> (no inline script: the CSP forbids them).
+# `{name}` placeholders are filled by the scripts' t().
+JS_STRINGS = (
+    N_("1 character left"), N_("{count} characters left"),
+    N_("1 character too many (at most {limit})"), N_("{count} characters too many (at most {limit})"),
+    N_("about {seconds} s left"), N_("about {minutes} min left"),
+    N_("{current} of {total} {noun}"), N_("items"), N_("Starting… {percent}%"),
+    N_("Done. {message}"), N_("Done — emailed to you"), N_("Done — emailed you a link"), N_("Done"),
+    N_("Waiting for a worker…"), N_("Failed: {reason}"), N_("unknown reason"), N_("Canceled"),
+    N_("{task}: started."), N_("{task}: {status}."), N_("{task} failed: {reason}"), N_("{task}: canceled."),
+    N_("{task} failed"), N_("Download"), N_("Cancel"), N_("Try again"), N_("took {time}"),
+    N_("downloadable until"), N_("ended"), N_("launched"), N_("Close"),
+)
+
+
+def js_strings() -> dict[str, str]:
+    """The scripts' words in the language in use (nothing in English: the keys are the English)."""
+    from flask_babel import gettext
+
+    if current_language() == DEFAULT_LANGUAGE:
+        return {}
+    return {text: gettext(text) for text in JS_STRINGS}
+
+
 def inject_languages() -> dict:
-    """Templates: the language in use (for `<html lang>`) and the switcher's choices."""
-    return {"current_language": current_language(), "languages": LANGUAGES}
+    """Templates: the language in use (for `<html lang>`), the switcher's choices, the scripts' words."""
+    return {"current_language": current_language(), "languages": LANGUAGES, "js_strings": js_strings}
