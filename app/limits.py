@@ -63,7 +63,7 @@ def _export_launched(_response: Response) -> bool:
 
 def _wait_message(what: str) -> Callable[[], str]:
     """A readable 429 text, in the language of the request that hit the limit."""
-    return lambda: f"{_(what)} {_('Please wait a while and try again.')}"
+    return lambda: _(what) + " " + _("Please wait a while and try again.")
 
 
 login_per_account = limiter.limit(

@@ -51,12 +51,12 @@ def change_password() -> Response | tuple[str, int]:
         return _account_page(form, 400)
     user = current_user._get_current_object()
     if not check_password(user, form.current_password.data):
-        form.current_password.errors.append("That is not your current password.")
+        form.current_password.errors.append(_("That is not your current password."))
         return _account_page(form, 403)
     set_password(user, form.password.data)
     db.session.commit()
     ended = end_other_sessions(user.id, keep=user.session_id)
-    flash(f"Your password was changed; {ended} other session(s) were logged out.", "success")
+    flash(_("Your password was changed; %(ended)s other session(s) were logged out.", ended=ended), "success")
     return redirect(url_for("auth.account"), code=303)
 
 

@@ -79,7 +79,7 @@ def register() -> str | Response:
 def unauthorized() -> Response:
     """Pages redirect to the login form; the JSON API answers 401."""
     if request.path.startswith("/api/"):
-        return jsonify(error="Unauthorized", message="Log in first."), 401
+        return jsonify(error="Unauthorized", message=_("Log in first.")), 401
     flash(login_manager.login_message, "info")
     if request.method != "GET":
         # A button clicked after the session ended: its URL answers POST only, so do not come back to it.

@@ -29,7 +29,7 @@ class MaxCharacters:
     def __call__(self, form: FlaskForm, field: Field) -> None:
         count = len(field.data or "")
         if count > self.limit:
-            raise ValidationError(f"A post has at most {self.limit} characters. This one has {count}.")
+            raise ValidationError(_("A post has at most %(limit)s characters. This one has %(count)s.", limit=self.limit, count=count))
 
 
 class PostForm(FlaskForm):

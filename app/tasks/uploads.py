@@ -27,9 +27,10 @@ KIND = "import_posts"
 # The multipart envelope (boundary, part headers, the CSRF field) around a file of the maximum size.
 REQUEST_MAX_BYTES = UPLOAD_MAX_BYTES + 64 * 1024
 CHUNK = 256 * 1024
-TOO_LARGE = f"The file is larger than {UPLOAD_MAX_BYTES // (1024 * 1024)} MB, so nothing was imported."
-NO_FILE = "Choose a posts.json file to import."
-EMPTY = "The file is empty, so nothing was imported."
+# Lazy: said in the language of the request they answer.
+TOO_LARGE = _l("The file is larger than %(size)s MB, so nothing was imported.", size=UPLOAD_MAX_BYTES // (1024 * 1024))
+NO_FILE = _l("Choose a posts.json file to import.")
+EMPTY = _l("The file is empty, so nothing was imported.")
 
 
 class UploadTooLarge(Exception):
@@ -43,7 +44,7 @@ def cap_import_upload(endpoint: str | None, values: dict | None) -> None:
         return
     request.max_content_length = REQUEST_MAX_BYTES  # also caps a chunked body with no Content-Length
     if (request.content_length or 0) > REQUEST_MAX_BYTES:
-        abort(413, description=TOO_LARGE)  # refused from the header alone: the body is never read
+        abort(413, description=str(TOO_LARGE))  # refused from the header alone: the body is never read
 
 
 @bp.errorhandler(RequestEntityTooLarge)
