@@ -197,3 +197,42 @@ def test_task_messages_follow_the_task_language(app, make_user):
             assert str(WORKER_DIED).startswith("El proceso de fondo se detuvo")
         with task_locale("no-such-task"):
             assert str(CANCELED) == "Canceled."
+
+
+def _spanish_task(app, user_id: int) -> str:
+    """A queued export launched by a Spanish user (its row says so)."""
+    from app.extensions import db
+    from app.models import Task
+    from tests.factories import make_task
+
+    task_id = make_task(app, user_id)
+    with app.app_context():
+        db.session.get(Task, task_id).language = "es"
+        db.session.commit()
+    return task_id
+
+
+def test_cancel_from_a_spanish_page_says_canceled_in_spanish(app, spanish, auth, make_user):
+    """The web process writes the cancel in the request's language; the flash is Spanish too."""
+    user = make_user("alice")
+    auth.login("alice")
+    task_id = _spanish_task(app, user.id)
+    page = spanish.post(f"/tasks/{task_id}/cancel", data={"csrf_token": csrf_token(spanish), "next": "/tasks"},
+                        follow_redirects=True)
+    assert "Se ha cancelado la tarea." in page_text(page)
+    task = next(t for t in spanish.get("/api/tasks").get_json()["tasks"] if t["task_id"] == task_id)
+    assert (task["status"], task["message"]) == ("canceled", "Cancelada.")
+
+
+def test_cli_fail_writes_the_default_message_in_the_task_language(app, runner, make_user):
+    """`flask tasks fail` is an operator's command, but the user reads its message in their language."""
+    from app.extensions import db
+    from app.models import Task
+
+    user = make_user("alice")
+    task_id = _spanish_task(app, user.id)
+    result = runner.invoke(args=["tasks", "fail", task_id])
+    assert result.exit_code == 0, result.output
+    assert "Ended by an operator" in result.output  # the operator's own output stays English
+    with app.app_context():
+        assert db.session.get(Task, task_id).message == "Terminada por un operador: la tarea se había atascado."
