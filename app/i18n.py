@@ -6,6 +6,7 @@ the CLI) the task's stored language is forced with `flask_babel.force_locale`.
 """
 from __future__ import annotations
 
+import logging
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -71,8 +72,13 @@ def task_language(task_id: str) -> str:
     from app.extensions import db
     from app.models import Task
 
-    with db.engine.connect() as conn:  # a connection of its own: no session state is touched
-        language = conn.scalar(sa.select(Task.language).where(Task.id == task_id))
+    try:
+        language = db.session.scalar(sa.select(Task.language).where(Task.id == task_id))
+        db.session.commit()  # end the read at once: the job (or callback) opens its own transactions
+    except Exception:  # the language must never be why a task fails: English then
+        db.session.rollback()
+        logging.getLogger(__name__).exception("task %s: its language could not be read", task_id)
+        return DEFAULT_LANGUAGE
     return language if language in LANGUAGES else DEFAULT_LANGUAGE
 
 
