@@ -7,12 +7,12 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export FLASK_APP := app:create_app
 
-.PHONY: run test chaos install install-test assets chromium prometheus nginx screenshots-ops migrate bench bench-smoke bench-export clean
+.PHONY: run test chaos install install-test translations assets chromium prometheus nginx screenshots-ops migrate bench bench-smoke bench-export clean
 
-run: install assets migrate  ## Install everything, migrate, start web + worker + Redis + SMTP sink
+run: install translations assets migrate  ## Install everything, migrate, start web + worker + Redis + SMTP sink
 	$(BIN)/python -m scripts.dev
 
-test: install-test assets chromium prometheus nginx  ## Install what the tests need and run the whole suite
+test: install-test translations assets chromium prometheus nginx  ## Install what the tests need and run the whole suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The long chaos soak (tests/faults/test_chaos.py): CHAOS_SECONDS of faults per database, SQLite then
@@ -28,6 +28,10 @@ $(VENV)/.runtime: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $@
+
+# Compiled catalogues (.mo) are built here from the committed .po files, never committed.
+translations: install
+	$(BIN)/pybabel compile --statistics -d app/translations
 
 $(VENV)/.test: requirements-test.txt $(VENV)/.runtime
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-test.txt

@@ -14,7 +14,7 @@ from flask import Flask
 
 from app.logs import configure_logging
 from app import security
-from app.extensions import bootstrap, csrf, db, login, mail, migrate, socketio
+from app.extensions import babel, bootstrap, csrf, db, login, mail, migrate, socketio
 from config import Config, normalize_database_url
 
 
@@ -90,6 +90,10 @@ def register_extensions(app: Flask) -> None:
     csrf.init_app(app)
     mail.init_app(app)
     bootstrap.init_app(app)
+    from app.i18n import inject_languages, select_locale
+
+    babel.init_app(app, locale_selector=select_locale)
+    app.context_processor(inject_languages)
     app.extensions["redis"] = redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(
         app.config["REDIS_URL"], max_connections=64, timeout=5, socket_connect_timeout=2, socket_timeout=10,
     ))
@@ -149,6 +153,7 @@ def register_blueprints(app: Flask) -> None:
     from app import sockets  # noqa: F401  (registers the Socket.IO handlers)
     from app.auth import bp as auth_bp
     from app.errors import bp as errors_bp
+    from app.i18n import bp as i18n_bp
     from app.main import bp as main_bp
     from app.tasks import bp as tasks_bp
 
@@ -156,6 +161,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(auth_bp, url_prefix="/auth")
     app.register_blueprint(main_bp)
     app.register_blueprint(tasks_bp)
+    app.register_blueprint(i18n_bp)
     register_operations(app)
 
 
@@ -175,10 +181,12 @@ def register_cli(app: Flask) -> None:
     """Add the project's `flask` commands."""
     from app.cli import seed_posts
     from app.cli_tasks import set_admin, tasks_group
+    from app.translate import translate
 
     app.cli.add_command(seed_posts)
     app.cli.add_command(set_admin)
     app.cli.add_command(tasks_group)
+    app.cli.add_command(translate)
 
 
 def _shell_context() -> dict[str, Any]:

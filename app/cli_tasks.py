@@ -12,9 +12,10 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
 from app.extensions import db
+from app.i18n import N_
 from app.models import Task, TaskStatus, User
 
-STUCK = "Ended by an operator: the task was stuck."
+STUCK = N_("Ended by an operator: the task was stuck.")  # translated per task when `fail` writes it
 
 
 def _user(username: str) -> User:
@@ -134,7 +135,13 @@ def fail_task(task_id: str, message: str) -> None:
     from app.tasks.routes import stop_job
 
     _task(task_id)
-    if end_task(task_id, TaskStatus.FAILED, message) is None:
+    from flask_babel import gettext
+
+    from app.i18n import task_locale
+
+    with task_locale(task_id):  # the default message is the user's to read, in the task's language
+        ended = end_task(task_id, TaskStatus.FAILED, gettext(message) if message == STUCK else message)
+    if ended is None:
         raise click.ClickException(f"Task {task_id} has already ended.")
     stop_job(task_id)  # a job that still runs must not go on and mail a result
     remove_partial_export(task_id)

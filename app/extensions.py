@@ -1,4 +1,5 @@
 """Extension objects, unconfigured: `create_app` binds them to an app."""
+from flask_babel import Babel, lazy_gettext as _l
 from flask_bootstrap import Bootstrap5
 from flask_login import LoginManager
 from flask_mail import Mail
@@ -23,8 +24,9 @@ db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))
 migrate = Migrate()
 login = LoginManager()
 login.login_view = "auth.login"
-login.login_message = "Please log in to access this page."
+login.login_message = _l("Please log in to access this page.")
 csrf = CSRFProtect()
 mail = Mail()
 bootstrap = Bootstrap5()
+babel = Babel()
 socketio = SocketIO()

@@ -7,11 +7,16 @@ pages and exports are not refused because of the outage.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 from flask import Flask, current_app, g, request
+from flask_babel import gettext as _
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import current_user
 from werkzeug.wrappers import Response
+
+from app.i18n import N_
 
 limiter = Limiter(key_func=get_remote_address)
 
@@ -56,23 +61,23 @@ def _export_launched(_response: Response) -> bool:
     return bool(g.get("task_launched"))
 
 
-def _wait_message(what: str) -> str:
-    """A readable 429 text."""
-    return f"{what} Please wait a while and try again."
+def _wait_message(what: str) -> Callable[[], str]:
+    """A readable 429 text, in the language of the request that hit the limit."""
+    return lambda: _(what) + " " + _("Please wait a while and try again.")
 
 
 login_per_account = limiter.limit(
     _config("LOGIN_RATE_LIMIT"), key_func=_login_account, methods=["POST"], deduct_when=_failed_login,
     scope="login-account",
-    error_message=_wait_message("Too many failed sign-in attempts for this account, so signing in to it is "
-                                "paused (even with the right password)."))
+    error_message=_wait_message(N_("Too many failed sign-in attempts for this account, so signing in to it is "
+                                   "paused (even with the right password).")))
 login_per_address = limiter.limit(
     _config("LOGIN_ADDRESS_RATE_LIMIT"), methods=["POST"], deduct_when=_failed_login, scope="login-address",
-    error_message=_wait_message("Too many failed sign-in attempts from your network address."))
+    error_message=_wait_message(N_("Too many failed sign-in attempts from your network address.")))
 # Every attempt counts, not only successes: this also bounds probing which names and emails exist.
 register_per_address = limiter.limit(
     _config("REGISTER_RATE_LIMIT"), methods=["POST"], scope="register",
-    error_message=_wait_message("Too many registrations from your network address."))
+    error_message=_wait_message(N_("Too many registrations from your network address.")))
 exports_per_user = limiter.limit(
     _config("EXPORT_RATE_LIMIT"), key_func=_user, deduct_when=_export_launched, scope="export",
-    error_message=_wait_message("You have started the most exports allowed in an hour."))
+    error_message=_wait_message(N_("You have started the most exports allowed in an hour.")))

@@ -187,6 +187,8 @@ class Task(db.Model):
     total: so.Mapped[int | None] = so.mapped_column()
     result_bytes: so.Mapped[int | None] = so.mapped_column(sa.BigInteger)
     delivery: so.Mapped[str | None] = so.mapped_column(sa.String(16))
+    # The launcher's language: the worker writes the task's messages and email in it.
+    language: so.Mapped[str] = so.mapped_column(sa.String(8), default="en", server_default="en")
 
     user: so.Mapped[User] = so.relationship(back_populates="tasks")
 

@@ -19,6 +19,7 @@ from typing import Any, Callable, Protocol, TypeVar
 
 import sqlalchemy as sa
 from flask import current_app
+from flask_babel import lazy_gettext as _l
 from rq import get_current_job
 
 from app.eta import RateEstimator
@@ -32,7 +33,8 @@ T = TypeVar("T")
 
 EVENT = "task_progress"
 TERMINAL = (TaskStatus.FINISHED, TaskStatus.FAILED, TaskStatus.CANCELED)
-CANCELED = "Canceled."  # the message of every canceled task, whoever ended it
+# The message of every canceled task, whoever ended it: lazy, so it is written in the task's language.
+CANCELED = _l("Canceled.")
 # Seconds between heartbeats a running job writes into its row (the sweep's limit is far longer).
 HEARTBEAT_INTERVAL = 1.5
 
@@ -88,9 +90,9 @@ def task_words(name: str) -> dict[str, Any]:
 
     spec = JOBS.get(name)
     if spec is None:
-        return {"done_description": None, "noun": "items", "ready_title": None, "retry_url": None}
-    return {"done_description": spec.done_description, "noun": spec.noun,
-            "ready_title": spec.ready_title, "retry_url": spec.retry_url}
+        return {"done_description": None, "noun": str(_l("items")), "ready_title": None, "retry_url": None}
+    return {"done_description": str(spec.done_description), "noun": str(spec.noun),
+            "ready_title": str(spec.ready_title), "retry_url": spec.retry_url}
 
 
 def emitter() -> Emitter:
@@ -171,6 +173,7 @@ def end_task(task_id: str, status: TaskStatus, message: str | None = None, *,
     condition = Task.status.in_(TaskStatus.active())
     if not allow_delivering:
         condition = condition & sa.not_(Task.delivering)
+    message = None if message is None else str(message)  # a lazy constant, in the task's language now
     values: dict[str, Any] = {"status": status, "message": message, "finished_at": utcnow()}
     if status == TaskStatus.FINISHED:
         values.update(progress=100, result_path=result_path)
@@ -276,6 +279,7 @@ class ProgressPublisher:
 
     def begin_delivery(self, message: str) -> None:
         """Claim the task for delivery (from here on a cancel is refused, 409) and say what happens."""
+        message = str(message)
         seq = _update(self.task_id, Task.status == TaskStatus.STARTED, delivering=True, message=message)
         if not seq:
             raise TaskCanceled(self.task_id)

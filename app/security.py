@@ -9,6 +9,7 @@ from urllib.parse import unquote, urlsplit
 
 import sqlalchemy as sa
 from flask import Flask, abort, current_app, render_template, request, url_for
+from flask_babel import gettext as _
 from flask_login import current_user
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Response
@@ -79,14 +80,14 @@ def page_number() -> int:
     """The `page` argument (default 1); a number out of any sane range is a 400, not a database error."""
     page = request.args.get("page", 1, type=int)
     if not 1 <= page <= MAX_PAGE:
-        abort(400, description=f"The page number must be between 1 and {MAX_PAGE}.")
+        abort(400, description=_("The page number must be between 1 and %(max)s.", max=MAX_PAGE))
     return page
 
 
 def too_large(error: RequestEntityTooLarge) -> tuple[str | Response, int]:
     """413 with a message, never the refused body echoed back."""
     limit = current_app.config.get("MAX_CONTENT_LENGTH") or 0
-    message = f"The request is too large: at most {limit // (1024 * 1024)} MB can be sent."
+    message = _("The request is too large: at most %(size)s MB can be sent.", size=limit // (1024 * 1024))
     if request.path.startswith("/api/"):
         from flask import jsonify
 
@@ -100,4 +101,4 @@ def bad_input(error: Exception) -> tuple[str, int]:
 
     db.session.rollback()
     return render_template("errors/error.html", code=400,
-                           message="The request contains a value out of range."), 400
+                           message=_("The request contains a value out of range.")), 400

@@ -55,6 +55,13 @@ class MicroblogWorker(Worker):
         with current_app._get_current_object().app_context(), heartbeat(job.id):
             super().main_work_horse(job, queue)  # ends the process (os._exit), and the beat with it
 
+    def perform_job(self, job: Any, queue: Queue, *args: Any, **kwargs: Any) -> bool:
+        """Run the job in its launcher's language: its messages and email are written in it (job id = task id)."""
+        from app.i18n import task_locale
+
+        with task_locale(job.id):
+            return super().perform_job(job, queue, *args, **kwargs)
+
     def handle_work_horse_killed(self, job: Any, retpid: int | None, ret_val: int | None, rusage: Any) -> None:
         """The child died without reporting (OOM, SIGKILL): fail its task now, not at the next sweep."""
         from app.jobs.callbacks import on_work_horse_killed

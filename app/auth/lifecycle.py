@@ -13,6 +13,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from flask import Flask, current_app, flash, redirect, render_template, url_for
+from flask_babel import force_locale, gettext as _, lazy_gettext as _l
 from flask_login import current_user, login_required
 from flask_mail import Message
 from flask_wtf import FlaskForm
@@ -24,6 +25,7 @@ from wtforms.validators import DataRequired, Email, EqualTo, Length
 from app.auth import bp
 from app.auth.passwords import check_password, set_password
 from app.extensions import db, mail, socketio
+from app.i18n import N_, current_language
 from app.limits import limiter
 from app.models import Task, TaskStatus, User
 from app.sessions import end_current_session, end_other_sessions
@@ -32,24 +34,24 @@ log = logging.getLogger(__name__)
 
 RESET_MAX_AGE = 3600  # seconds a reset link works
 RESET_SALT = "password-reset"
-SAME_ANSWER = "If that address has an account, an email with a link to reset its password is on its way."
+SAME_ANSWER = N_("If that address has an account, an email with a link to reset its password is on its way.")
 
 
 class ResetRequestForm(FlaskForm):
     """The address of the account."""
 
-    email = StringField("Email", validators=[DataRequired(), Email(), Length(max=120)])
-    submit = SubmitField("Request password reset")
+    email = StringField(_l("Email"), validators=[DataRequired(), Email(), Length(max=120)])
+    submit = SubmitField(_l("Request password reset"))
 
 
 class ResetPasswordForm(FlaskForm):
     """The new password twice."""
 
-    password = PasswordField("New password", validators=[DataRequired(), Length(min=8, max=128)])
-    password2 = PasswordField("Repeat new password", validators=[
-        DataRequired(), EqualTo("password", message="The two passwords do not match."),
+    password = PasswordField(_l("New password"), validators=[DataRequired(), Length(min=8, max=128)])
+    password2 = PasswordField(_l("Repeat new password"), validators=[
+        DataRequired(), EqualTo("password", message=_l("The two passwords do not match.")),
     ])
-    submit = SubmitField("Reset password")
+    submit = SubmitField(_l("Reset password"))
 
 
 def _serializer() -> URLSafeTimedSerializer:
@@ -79,12 +81,12 @@ def user_of_reset_token(token: str) -> User | None:
     return user
 
 
-def _send_reset_email(app: Flask, user_id: int) -> None:
+def _send_reset_email(app: Flask, user_id: int, language: str = "en") -> None:
     """Mail the reset link, off the request: the answer's timing must not tell that the address exists."""
-    with app.app_context():
+    with app.app_context(), force_locale(language):  # the requester's language: there is no request here
         user = db.session.get(User, user_id)
         link = f"{app.config['PUBLIC_URL']}/auth/reset_password/{reset_token(user)}"
-        msg = Message("[Microblog] Reset your password", recipients=[user.email],
+        msg = Message(_("[Microblog] Reset your password"), recipients=[user.email],
                       body=render_template("email/reset_password.txt", user=user, link=link),
                       html=render_template("email/reset_password.html", user=user, link=link))
         try:
@@ -95,7 +97,7 @@ def _send_reset_email(app: Flask, user_id: int) -> None:
 
 @bp.route("/reset_password_request", methods=["GET", "POST"])
 @limiter.limit(lambda: current_app.config["RESET_RATE_LIMIT"], methods=["POST"], scope="reset",
-               error_message="Too many password reset requests from your network address. Please wait a while.")
+               error_message=lambda: _("Too many password reset requests from your network address. Please wait a while."))
 def reset_password_request() -> str | Response:
     """Ask for a reset link; the answer is the same whether or not the address has an account."""
     if current_user.is_authenticated:
@@ -104,10 +106,11 @@ def reset_password_request() -> str | Response:
     if form.validate_on_submit():
         user = db.session.scalar(sa.select(User).where(sa.func.lower(User.email) == form.email.data.lower()))
         if user is not None:
-            socketio.start_background_task(_send_reset_email, current_app._get_current_object(), user.id)
-        flash(SAME_ANSWER, "info")
+            socketio.start_background_task(_send_reset_email, current_app._get_current_object(), user.id,
+                                           current_language())
+        flash(_(SAME_ANSWER), "info")
         return redirect(url_for("auth.login"))
-    return render_template("auth/reset_password_request.html", title="Reset password", form=form), \
+    return render_template("auth/reset_password_request.html", title=_("Reset password"), form=form), \
         400 if form.errors else 200
 
 
@@ -116,16 +119,16 @@ def reset_password(token: str) -> str | Response | tuple[str, int]:
     """Set a new password from a reset link; every session of the user ends."""
     user = user_of_reset_token(token)
     if user is None:
-        message = "This password reset link is invalid, expired or already used. Please ask for a new one."
+        message = _("This password reset link is invalid, expired or already used. Please ask for a new one.")
         return render_template("errors/error.html", code=400, message=message), 400
     form = ResetPasswordForm()
     if form.validate_on_submit():
         set_password(user, form.password.data)
         db.session.commit()
         end_other_sessions(user.id)
-        flash("Your password has been reset. You can sign in now.", "success")
+        flash(_("Your password has been reset. You can sign in now."), "success")
         return redirect(url_for("auth.login"))
-    return render_template("auth/reset_password.html", title="Reset password", form=form), \
+    return render_template("auth/reset_password.html", title=_("Reset password"), form=form), \
         400 if form.errors else 200
 
 
@@ -133,8 +136,8 @@ class DeleteAccountForm(FlaskForm):
     """The password, to confirm."""
 
     # Its own id: the account page also has the change-password form's "password" field.
-    password = PasswordField("Your password", id="delete-password", validators=[DataRequired()])
-    submit = SubmitField("Delete my account")
+    password = PasswordField(_l("Your password"), id="delete-password", validators=[DataRequired()])
+    submit = SubmitField(_l("Delete my account"))
 
 
 @bp.route("/delete_account", methods=["POST"])
@@ -144,11 +147,11 @@ def delete_account() -> Response | tuple[str, int]:
     form = DeleteAccountForm()
     user = current_user._get_current_object()
     if not form.validate_on_submit() or not check_password(user, form.password.data):
-        message = "The account was not deleted: the password is not right."
+        message = _("The account was not deleted: the password is not right.")
         return render_template("errors/error.html", code=403, message=message), 403
     if db.session.scalar(sa.select(Task.id).where(Task.user_id == user.id, Task.status.in_(TaskStatus.active()))):
         # A running job would write a file after we removed the folder: let it end first.
-        message = "A task of yours is still running: wait for it to end (or cancel it), then delete the account."
+        message = _("A task of yours is still running: wait for it to end (or cancel it), then delete the account.")
         return render_template("errors/error.html", code=409, message=message), 409
     user_id = user.id
     end_other_sessions(user_id, keep=user.session_id)
@@ -156,7 +159,7 @@ def delete_account() -> Response | tuple[str, int]:
     db.session.execute(sa.delete(User).where(User.id == user_id))  # posts, tasks, sessions: ON DELETE CASCADE
     db.session.commit()
     _remove_export_files(user_id)
-    flash("Your account and everything in it have been deleted.", "info")
+    flash(_("Your account and everything in it have been deleted."), "info")
     return redirect(url_for("auth.login"), code=303)
 
 

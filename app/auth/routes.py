@@ -1,6 +1,7 @@
 """Account views."""
 import sqlalchemy as sa
 from flask import flash, jsonify, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
 from flask_login import current_user, login_required, user_loaded_from_cookie
 from werkzeug.wrappers import Response
 
@@ -35,11 +36,11 @@ def login() -> str | Response:
     if form.validate_on_submit():
         user = db.session.scalar(sa.select(User).where(sa.func.lower(User.username) == form.username.data.lower()))
         if not check_login(user, form.password.data):
-            flash("Invalid username or password.", "danger")
-            return render_template("auth/login.html", title="Sign in", form=form), 401
+            flash(_("Invalid username or password."), "danger")
+            return render_template("auth/login.html", title=_("Sign in"), form=form), 401
         start_session(user, remember=form.remember_me.data)
         return redirect(safe_next(request.args.get("next")))
-    return render_template("auth/login.html", title="Sign in", form=form), 400 if form.errors else 200
+    return render_template("auth/login.html", title=_("Sign in"), form=form), 400 if form.errors else 200
 
 
 @bp.route("/logout", methods=["POST"])
@@ -47,7 +48,7 @@ def login() -> str | Response:
 def logout() -> Response:
     """Log out (CSRFProtect has checked the token) and close the sockets this session opened."""
     end_current_session(current_user)
-    flash("You have been logged out.", "info")
+    flash(_("You have been logged out."), "info")
     return redirect(url_for("auth.login"))
 
 
@@ -67,18 +68,18 @@ def register() -> str | Response:
         except sa.exc.IntegrityError:
             # Someone registered the same name between the check and the insert.
             db.session.rollback()
-            flash("That username or email address was just taken. Please choose another.", "danger")
-            return render_template("auth/register.html", title="Register", form=form), 409
-        flash("Welcome to Microblog! You can sign in now.", "success")
+            flash(_("That username or email address was just taken. Please choose another."), "danger")
+            return render_template("auth/register.html", title=_("Register"), form=form), 409
+        flash(_("Welcome to Microblog! You can sign in now."), "success")
         return redirect(url_for("auth.login"))
-    return render_template("auth/register.html", title="Register", form=form), 400 if form.errors else 200
+    return render_template("auth/register.html", title=_("Register"), form=form), 400 if form.errors else 200
 
 
 @login_manager.unauthorized_handler
 def unauthorized() -> Response:
     """Pages redirect to the login form; the JSON API answers 401."""
     if request.path.startswith("/api/"):
-        return jsonify(error="Unauthorized", message="Log in first."), 401
+        return jsonify(error="Unauthorized", message=_("Log in first.")), 401
     flash(login_manager.login_message, "info")
     if request.method != "GET":
         # A button clicked after the session ended: its URL answers POST only, so do not come back to it.

@@ -8,10 +8,12 @@ from typing import Any, Callable
 import redis
 import sqlalchemy as sa
 from flask import current_app
+from flask_babel import gettext as _, lazy_gettext as _l
 from rq import Callback, Queue
 from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
+from app.i18n import current_language
 from app.jobs.callbacks import on_job_failure, on_job_stopped
 from app.jobs.export import export_posts
 from app.jobs.imports import import_posts
@@ -25,41 +27,44 @@ class JobSpec:
     """A launchable job kind: the function RQ runs, and all that views, templates and the browser need.
 
     Adding a kind is one entry in JOBS plus its job function: nothing else names kinds.
+    Its words are lazy strings (`_l`): each use reads them in the language of the request or task.
     """
 
     func: Callable[[str], None]
-    description: str  # the bar's title while it runs ("Exporting posts")
+    description: Any  # the bar's title while it runs ("Exporting posts")
     # Words the pages use (issue 12), so templates and tasks.js never special-case a job by name.
-    done_description: str = ""  # past tense, for a finished task's title ("Exported posts")
-    noun: str = "items"  # what `current`/`total` count
-    ready_title: str = ""  # the tab title's news when it finished while hidden ("Export ready")
+    done_description: Any = ""  # past tense, for a finished task's title ("Exported posts")
+    noun: Any = _l("items")  # what `current`/`total` count
+    ready_title: Any = ""  # the tab title's news when it finished while hidden ("Export ready")
     retry_url: str | None = None  # POST here to run it again (None: cannot be retried from a button)
-    done: str = ""  # past tense, the status once finished without a message of its own ("posts imported")
-    label: str = ""  # the launch button on the owner's profile
+    done: Any = ""  # past tense, the status once finished without a message of its own ("posts imported")
+    label: Any = ""  # the launch button on the owner's profile
     path: str = ""  # POST here launches one (the route is the kind's own view)
-    what: str = "task"  # the noun users read in flashes ("export")
+    what: Any = _l("task")  # the noun users read in flashes ("export")
+    whats: Any = _l("tasks")  # its plural ("judging by your past exports")
     download: bool = False  # a finished task offers its file at /tasks/<id>/download
     upload: bool = False  # launched with a file (multipart `file`): "Try again" re-opens the form (GET path)
     lane: str = ""  # kinds sharing a lane never run together for one user; "" = a lane of its own
     form: str = "main/_launch_button.html"  # the profile's launch form (gets `name`, `kind`, `busy`)
-    already: str = ""  # refusal while one of this kind is active ("" = said from the description)
-    launched: str = "It has started. Its progress shows at the top of every page."
+    already: Any = ""  # refusal while one of this kind is active ("" = said from the description)
+    launched: Any = _l("It has started. Its progress shows at the top of every page.")
 
 
 # Requests name a key of this mapping; the function object, never a string, goes to RQ.
 JOBS: dict[str, JobSpec] = {
     "export_posts": JobSpec(
-        export_posts, "Exporting posts", done_description="Exported posts", ready_title="Export ready",
-        retry_url="/export_posts", done="emailed to you", noun="posts", label="Export your posts",
-        path="/export_posts", what="export", download=True, lane="posts",
-        already="An export of your posts is already in progress.",
-        launched="Your export has started. Its progress shows at the top of every page."),
+        export_posts, _l("Exporting posts"), done_description=_l("Exported posts"), ready_title=_l("Export ready"),
+        retry_url="/export_posts", done=_l("emailed to you"), noun=_l("posts"), label=_l("Export your posts"),
+        path="/export_posts", what=_l("export"), whats=_l("exports"), download=True, lane="posts",
+        already=_l("An export of your posts is already in progress."),
+        launched=_l("Your export has started. Its progress shows at the top of every page.")),
     "import_posts": JobSpec(
-        import_posts, "Importing posts", done_description="Imported posts", ready_title="Import done",
-        done="posts imported", noun="posts", label="Import posts",
-        path="/import_posts", what="import", upload=True, lane="posts", form="main/_import_form.html",
-        already="An import of your posts is already in progress.",
-        launched="Your import has started: the file is checked first, then its posts are added."),
+        import_posts, _l("Importing posts"), done_description=_l("Imported posts"), ready_title=_l("Import done"),
+        done=_l("posts imported"), noun=_l("posts"), label=_l("Import posts"),
+        path="/import_posts", what=_l("import"), whats=_l("imports"), upload=True, lane="posts",
+        form="main/_import_form.html",
+        already=_l("An import of your posts is already in progress."),
+        launched=_l("Your import has started: the file is checked first, then its posts are added.")),
 }
 
 
@@ -94,8 +99,8 @@ def kind_fields(name: str) -> dict[str, Any]:
         return {"lane": name, "noun": None, "done_text": None, "retry_url": None, "retry_method": None}
     return {
         "lane": lane_of(name),
-        "noun": spec.noun,
-        "done_text": spec.done or None,
+        "noun": str(spec.noun),
+        "done_text": str(spec.done) or None,
         "retry_url": spec.path or None,
         # A kind launched with a file cannot be re-posted empty: its retry opens the form.
         "retry_method": "get" if spec.upload else "post",
@@ -114,9 +119,10 @@ class TaskAlreadyActive(Exception):
         """The flashed message: which task is in the way."""
         spec = JOBS[self.name]
         if self.blocking is None or self.blocking.name == self.name:
-            return spec.already or f"“{spec.description}” is already in progress."
-        return (f"“{self.blocking.description}” is in progress; you can {spec.label[0].lower()}{spec.label[1:]} "
-                "once it has ended.")
+            return str(spec.already) or _("“%(task)s” is already in progress.", task=spec.description)
+        label = str(spec.label)
+        return _("“%(task)s” is in progress; you can %(action)s once it has ended.",
+                 task=self.blocking.description, action=label[0].lower() + label[1:])
 
 
 class QueueUnavailable(Exception):
@@ -145,8 +151,8 @@ def launch_task(user: User, name: str, task_id: str | None = None) -> Task:
     `task_id` lets a caller prepare the job's input first (the import's upload is named after it).
     """
     spec = job_spec(name)
-    task = Task(id=task_id or uuid.uuid4().hex, name=name, lane=lane_of(name), description=spec.description,
-                user_id=user.id)
+    task = Task(id=task_id or uuid.uuid4().hex, name=name, lane=lane_of(name), description=str(spec.description),
+                user_id=user.id, language=current_language())
     db.session.add(task)
     try:
         db.session.commit()  # the unique partial index refuses a second active task of this lane
@@ -169,7 +175,7 @@ def launch_task(user: User, name: str, task_id: str | None = None) -> Task:
         )
     except redis.exceptions.RedisError as exc:
         # Pages that showed the `queued` bar learn it ended (best effort: Redis may be the fault).
-        publish(task, status="failed", message="The task queue is unavailable; nothing was started.",
+        publish(task, status="failed", message=_("The task queue is unavailable; nothing was started."),
                 seq=task.seq + 1)  # newer than the `queued` above, though the row is deleted, not updated
         db.session.delete(task)
         db.session.commit()

@@ -8,7 +8,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from flask_babel import lazy_gettext as _l
+
 from app.extensions import db
+from app.i18n import task_locale
 from app.jobs.export import describe_failure, export_path, remove_export_files, stored_result_path
 from app.jobs.imports import remove_upload
 from app.jobs.sessions import own_session
@@ -17,8 +20,9 @@ from app.progress import CANCELED, end_task
 
 log = logging.getLogger(__name__)
 
-WORKER_DIED = "The worker stopped unexpectedly while running this task. Please try again."
-EMAIL_UNKNOWN = "Your export is ready to download; the email may not have been sent."
+# Lazy: each is written in the language of the task it ends (see task_locale below).
+WORKER_DIED = _l("The worker stopped unexpectedly while running this task. Please try again.")
+EMAIL_UNKNOWN = _l("Your export is ready to download; the email may not have been sent.")
 
 
 def remove_partial_export(task_id: str) -> None:
@@ -50,19 +54,22 @@ def end_abandoned(task_id: str, reason: str) -> Task | None:
 def on_job_failure(job: Any, connection: Any, exc_type: type, exc_value: BaseException, tb: Any) -> None:
     """RQ on_failure: end the task unless the job body already ended it (RQ's own bookkeeping may be
     what failed, after the task finished: then nothing changes)."""
-    end_abandoned(job.id, describe_failure(exc_value))
+    with task_locale(job.id):
+        end_abandoned(job.id, describe_failure(exc_value))
 
 
 @own_session
 def on_job_stopped(job: Any, connection: Any) -> None:
     """RQ on_stopped (a cancel stopped the work horse): clean up; the cancel already ended the row."""
-    end_task(job.id, TaskStatus.CANCELED, CANCELED)
+    with task_locale(job.id):
+        end_task(job.id, TaskStatus.CANCELED, CANCELED)
     remove_partial_export(job.id)
 
 
 @own_session
 def on_work_horse_killed(job_id: str, ret_val: int | None) -> None:
     """The forked child died (OOM, SIGKILL): end its task at once."""
-    ended = end_abandoned(job_id, WORKER_DIED)
+    with task_locale(job_id):
+        ended = end_abandoned(job_id, WORKER_DIED)
     if ended is not None:
         log.warning("task %s %s: work horse died (waitpid status %s)", job_id, ended.status.value, ret_val)

@@ -13,6 +13,7 @@ from typing import Iterator
 
 import sqlalchemy as sa
 from flask import current_app, render_template
+from flask_babel import gettext as _, lazy_gettext as _l
 from rq.timeouts import JobTimeoutException
 
 from app import mailer
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 BATCH_SIZE = 5000
 # Writing the file is the long part; the email takes the rest of the bar.
 WRITE_SHARE = 95
-NO_POSTS = "You have no posts to export."
+NO_POSTS = _l("You have no posts to export.")
 
 
 def export_path(task: Task) -> Path:
@@ -124,7 +125,7 @@ def deliver_export(task: Task, path: Path, count: int) -> str | None:
     except Exception:  # the file is written: a failed email is a message, never a failed task
         db.session.rollback()
         log.exception("export %s: the email could not be sent", task.id)
-        return EMAIL_FAILED.format(reason="something went wrong while sending it")
+        return email_failed(_("something went wrong while sending it"))
 
 
 def _load_user(user_id: int) -> User:
@@ -177,7 +178,9 @@ def write_posts(user_id: int, path: Path, publisher: ProgressPublisher, total: i
     return written
 
 
-EMAIL_FAILED = "Your export is ready to download, but the email could not be sent ({reason})."
+def email_failed(reason: str) -> str:
+    """The finished task's message when the email did not go out."""
+    return _("Your export is ready to download, but the email could not be sent (%(reason)s).", reason=reason)
 
 
 def _count(user_id: int) -> int:
@@ -200,7 +203,7 @@ def send_export_email(user: User, task: Task, path: Path, count: int | None = No
     attach = attaches(size)
     context = {"user": user, "link": link, "attached": attach, "size": size, "count": count,
                "expires_at": utcnow() + retention()}  # issue 9: the file is kept this long
-    msg = mailer.new_message("[Microblog] Your blog posts", config["MAIL_DEFAULT_SENDER"], user.email)
+    msg = mailer.new_message(_("[Microblog] Your blog posts"), config["MAIL_DEFAULT_SENDER"], user.email)
     msg.set_content(render_template("email/export_posts.txt", **context))
     msg.add_alternative(render_template("email/export_posts.html", **context), subtype="html")
     if attach:
@@ -209,31 +212,31 @@ def send_export_email(user: User, task: Task, path: Path, count: int | None = No
         mailer.send(msg)
     except (OSError, smtplib.SMTPException) as exc:
         log.warning("export %s: email to %s failed: %r", task.id, user.email, exc)
-        return EMAIL_FAILED.format(reason=_smtp_reason(exc))
+        return email_failed(_smtp_reason(exc))
     return None
 
 
 def _smtp_reason(exc: BaseException) -> str:
     """A short, user-readable reason for a mail failure."""
     if isinstance(exc, ConnectionRefusedError):
-        return "the mail server refused the connection"
+        return _("the mail server refused the connection")
     if isinstance(exc, (socket.timeout, TimeoutError)):
-        return "the mail server did not answer in time"
+        return _("the mail server did not answer in time")
     if isinstance(exc, smtplib.SMTPNotSupportedError):
-        return "the mail server cannot deliver to an address with non-ASCII characters"
+        return _("the mail server cannot deliver to an address with non-ASCII characters")
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        return "the mail server refused the address"
+        return _("the mail server refused the address")
     if isinstance(exc, smtplib.SMTPResponseException):
-        return f"the mail server answered {exc.smtp_code}"
-    return "the mail server could not be reached"
+        return _("the mail server answered %(code)s", code=exc.smtp_code)
+    return _("the mail server could not be reached")
 
 
 def describe_failure(exc: BaseException) -> str:
     """What a user reads when an export fails (the traceback goes to the worker log)."""
     if isinstance(exc, JobTimeoutException):
-        return "The export took too long and was stopped. Please try again later."
+        return _("The export took too long and was stopped. Please try again later.")
     if isinstance(exc, OSError):
-        return f"The export file could not be written ({exc.strerror or 'a storage error'})."
+        return _("The export file could not be written (%(reason)s).", reason=exc.strerror or _("a storage error"))
     if isinstance(exc, sa.exc.OperationalError):
-        return "The database was unavailable during the export. Please try again."
-    return "The export failed unexpectedly. Please try again."
+        return _("The database was unavailable during the export. Please try again.")
+    return _("The export failed unexpectedly. Please try again.")

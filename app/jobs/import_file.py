@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
 import ijson
+from flask_babel import gettext as _
 
 BODY_MAX = 140  # characters (code points), as the post form counts them
 BOM = b"\xef\xbb\xbf"
-SHAPE = 'The file must be a JSON object with a "posts" list, as the export writes it. Nothing was imported.'
-NOTHING = "Nothing was imported."
+# Messages are translated where they are raised: the work horse runs in the task's language.
 # The export's own format, parsed on a fast path; other ISO 8601 times with a zone are accepted too.
 EXPORT_STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z\Z")
 _MISSING = object()
@@ -33,10 +33,10 @@ def open_upload(path: Path) -> BinaryIO:
     head = stream.read(8192)
     if not head:
         stream.close()
-        raise BadImport("The file is empty. " + NOTHING)
+        raise BadImport(_("The file is empty.") + " " + _nothing())
     if b"\x00" in head:  # JSON text never holds a NUL byte; images, archives and UTF-16 do
         stream.close()
-        raise BadImport("The file is binary, not a JSON text file. " + NOTHING)
+        raise BadImport(_("The file is binary, not a JSON text file.") + " " + _nothing())
     stream.seek(len(BOM) if head.startswith(BOM) else 0)
     return stream
 
@@ -47,7 +47,7 @@ def iter_entries(stream: BinaryIO) -> Iterator[tuple[str, datetime]]:
     index = -1
     try:
         if _next(events)[0] != "start_map":
-            raise BadImport(SHAPE)
+            raise BadImport(_shape())
         found = False
         while True:
             event, key = _next(events)
@@ -55,30 +55,44 @@ def iter_entries(stream: BinaryIO) -> Iterator[tuple[str, datetime]]:
                 break
             if key != "posts":
                 if key.startswith("posts."):  # ijson's path for posts' items would be ambiguous
-                    raise BadImport(f"The file has an unexpected key {key[:40]!r}. {NOTHING}")
+                    raise BadImport(_("The file has an unexpected key %(key)s.", key=repr(key[:40])) + " " + _nothing())
                 _skip_value(events)  # another top-level key: not ours, ignored
                 continue
             if found:
-                raise BadImport('The file has two "posts" lists. ' + NOTHING)
+                raise BadImport(_('The file has two "posts" lists.') + " " + _nothing())
             found = True
             if _next(events)[0] != "start_array":
-                raise BadImport(SHAPE)
+                raise BadImport(_shape())
             while True:
-                event, _ = _next(events)
+                event, _value = _next(events)
                 if event == "end_array":
                     break
                 index += 1
                 if event != "start_map":
-                    raise BadImport(f"Entry posts[{index}] is not an object with a body and a timestamp. {NOTHING}")
+                    raise BadImport(_("Entry posts[%(index)s] is not an object with a body and a timestamp.", index=index)
+                                    + " " + _nothing())
                 yield _read_post(events, index)
             index = -1  # past the list: later errors are not an entry's
         if not found:
-            raise BadImport('The file has no "posts" list. ' + NOTHING)
+            raise BadImport(_('The file has no "posts" list.') + " " + _nothing())
         next(events, None)  # anything after the object is an error of its own (trailing garbage)
     except ijson.JSONError as exc:
         reason = str(exc).split("\n", 1)[0].strip()
-        where = f" at entry posts[{index}]" if index >= 0 else ""
-        raise BadImport(f"The file is not valid JSON{where} ({reason}). {NOTHING}") from None
+        if index >= 0:
+            text = _("The file is not valid JSON at entry posts[%(index)s] (%(reason)s).", index=index, reason=reason)
+        else:
+            text = _("The file is not valid JSON (%(reason)s).", reason=reason)
+        raise BadImport(text + " " + _nothing()) from None
+
+
+def _nothing() -> str:
+    """The end of every refusal, in the language in force."""
+    return _("Nothing was imported.")
+
+
+def _shape() -> str:
+    """The refusal of a file that is not `{"posts": [...]}`."""
+    return _('The file must be a JSON object with a "posts" list, as the export writes it.') + " " + _nothing()
 
 
 def _next(events: Iterator[tuple[str, Any]]) -> tuple[str, Any]:
@@ -93,7 +107,7 @@ def _skip_value(events: Iterator[tuple[str, Any]]) -> None:
     """Consume one value (a whole object or array) that the import ignores."""
     depth = 0
     while True:
-        event, _ = _next(events)
+        event, _value = _next(events)
         if event in ("start_map", "start_array"):
             depth += 1
         elif event in ("end_map", "end_array"):
@@ -125,7 +139,7 @@ def _skip_nested(events: Iterator[tuple[str, Any]]) -> None:
     """Consume the rest of an object or array whose start was just read."""
     depth = 1
     while depth:
-        event, _ = _next(events)
+        event, _value = _next(events)
         if event in ("start_map", "start_array"):
             depth += 1
         elif event in ("end_map", "end_array"):
@@ -134,27 +148,27 @@ def _skip_nested(events: Iterator[tuple[str, Any]]) -> None:
 
 def check_body(body: Any, index: int) -> str:
     """A post body as the post form allows it: a string of 1 to 140 characters (code points)."""
-    where = f"Entry posts[{index}]"
     if body is _MISSING:
-        raise BadImport(f"{where} has no body. {NOTHING}")
+        raise BadImport(_("Entry posts[%(index)s] has no body.", index=index) + " " + _nothing())
     if not isinstance(body, str):
-        raise BadImport(f"{where}: the body is not a string. {NOTHING}")
+        raise BadImport(_("Entry posts[%(index)s]: the body is not a string.", index=index) + " " + _nothing())
     if not body:
-        raise BadImport(f"{where}: the body is empty. {NOTHING}")
+        raise BadImport(_("Entry posts[%(index)s]: the body is empty.", index=index) + " " + _nothing())
     if len(body) > BODY_MAX:
-        raise BadImport(f"{where}: the body has {len(body)} characters; at most {BODY_MAX} are allowed. {NOTHING}")
+        raise BadImport(_("Entry posts[%(index)s]: the body has %(length)s characters; at most %(max)s are allowed.",
+                          index=index, length=len(body), max=BODY_MAX) + " " + _nothing())
     if "\x00" in body:  # PostgreSQL cannot store it
-        raise BadImport(f"{where}: the body contains a NUL character. {NOTHING}")
+        raise BadImport(_("Entry posts[%(index)s]: the body contains a NUL character.", index=index)
+                        + " " + _nothing())
     return body
 
 
 def check_timestamp(stamp: Any, index: int) -> datetime:
     """Naive UTC from the export's `YYYY-MM-DDTHH:MM:SS.ffffffZ`, or any ISO 8601 date-time with a zone."""
-    where = f"Entry posts[{index}]"
     if stamp is _MISSING:
-        raise BadImport(f"{where} has no timestamp. {NOTHING}")
+        raise BadImport(_("Entry posts[%(index)s] has no timestamp.", index=index) + " " + _nothing())
     if not isinstance(stamp, str):
-        raise BadImport(f"{where}: the timestamp is not a string. {NOTHING}")
+        raise BadImport(_("Entry posts[%(index)s]: the timestamp is not a string.", index=index) + " " + _nothing())
     try:
         if EXPORT_STAMP.match(stamp):
             return datetime.fromisoformat(stamp[:-1])
@@ -164,8 +178,9 @@ def check_timestamp(stamp: Any, index: int) -> datetime:
         return value.astimezone(timezone.utc).replace(tzinfo=None)
     except (ValueError, OverflowError):
         shown = stamp if len(stamp) <= 40 else stamp[:40] + "…"
-        raise BadImport(f"{where}: the timestamp {shown!r} is not a UTC time like 2026-01-31T12:00:00.000000Z. "
-                        + NOTHING) from None
+        raise BadImport(_("Entry posts[%(index)s]: the timestamp %(stamp)s is not a UTC time like %(example)s.",
+                          index=index, stamp=repr(shown), example="2026-01-31T12:00:00.000000Z")
+                        + " " + _nothing()) from None
 
 
 def checked_entries(stream: BinaryIO) -> Iterator[tuple[str, datetime]]:

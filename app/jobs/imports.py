@@ -17,10 +17,11 @@ from typing import Iterator
 
 import sqlalchemy as sa
 from flask import current_app
+from flask_babel import gettext as _, ngettext
 from rq.timeouts import JobTimeoutException
 
 from app.extensions import db
-from app.jobs.import_file import BACKEND, NOTHING, BadImport, checked_entries, iter_entries, open_upload
+from app.jobs.import_file import BACKEND, BadImport, checked_entries, iter_entries, open_upload
 from app.models import Post, Task, TaskStatus, count_new_posts, utcnow
 from app.progress import ProgressPublisher, TaskCanceled, emit_payload, end_task, publish, task_payload, with_db_retry
 
@@ -73,7 +74,7 @@ def check_file(path: Path, publisher: ProgressPublisher) -> int:
     size = max(path.stat().st_size, 1)
     count = 0
     with open_upload(path) as stream:
-        for count, _ in enumerate(iter_entries(stream), start=1):
+        for count, _entry in enumerate(iter_entries(stream), start=1):
             if count % 1000 == 0:
                 publisher.advance(stream.tell() * CHECK_SHARE // size)
     return count
@@ -105,7 +106,7 @@ def insert_file(task: Task, path: Path, total: int) -> tuple[int, int]:
         for batch in _batches(checked_entries(stream)):
             _still_running(conn, task.id)
             if has_posts:
-                present = set(conn.execute(lookup, {"stamps": sorted({s for _, s in batch})}).all())
+                present = set(conn.execute(lookup, {"stamps": sorted({s for _body, s in batch})}).all())
                 fresh = [(b, s) for b, s in batch if (s, b) not in present]
             else:
                 fresh = batch
@@ -113,7 +114,7 @@ def insert_file(task: Task, path: Path, total: int) -> tuple[int, int]:
             added, skipped, done = added + len(fresh), skipped + len(batch) - len(fresh), done + len(batch)
             reporter.report(done)
     if done != total:  # the checked file changed under us: never commit what was not checked
-        raise BadImport(f"The file changed while it was imported. {NOTHING}")
+        raise BadImport(_("The file changed while it was imported.") + " " + _("Nothing was imported."))
     message = finished_message(added, skipped)
     count_new_posts(conn, task.user_id, added)
     if not _finish(conn, task.id, message):
@@ -162,7 +163,7 @@ def _insert_staged(task_id: str, user_id: int, path: Path, total: int, reporter:
                 done += len(batch)
                 reporter.report(done)
         if done != total:
-            raise BadImport(f"The file changed while it was imported. {NOTHING}")
+            raise BadImport(_("The file changed while it was imported.") + " " + _("Nothing was imported."))
         try:
             began = time.perf_counter()
             added = conn.exec_driver_sql(_MOVE, (user_id, user_id)).rowcount
@@ -245,14 +246,15 @@ class _InsertProgress:
             return
         self.percent, self.last = percent, time.monotonic()
         emit_payload({**self.base, "progress": percent, "current": done,
-                      "message": f"Adding posts: {done:,} of {self.total:,}…"}, self.user_id)
+                      "message": _("Adding posts: %(done)s of %(total)s…", done=f"{done:,}", total=f"{self.total:,}")}, self.user_id)
 
 
 def finished_message(added: int, skipped: int) -> str:
     """What the finished task says."""
-    message = f"{added:,} post{'' if added == 1 else 's'} imported."
+    message = ngettext("%(count)s post imported.", "%(count)s posts imported.", added, count=f"{added:,}")
     if skipped:
-        message += f" {skipped:,} post{'' if skipped == 1 else 's'} skipped as already present."
+        message += " " + ngettext("%(count)s post skipped as already present.", "%(count)s posts skipped as already present.",
+                                  skipped, count=f"{skipped:,}")
     return message
 
 
@@ -312,7 +314,7 @@ def _run(task: Task, publisher: ProgressPublisher) -> str | None:
         return str(exc)[:512]
     except FileNotFoundError:
         db.session.rollback()
-        return "The uploaded file is no longer available. Please upload it again."
+        return _("The uploaded file is no longer available. Please upload it again.")
     done = time.perf_counter()
     log.info("import %s: %d posts checked in %.2f s, %d added and %d skipped in %.2f s (%.0f posts/s overall); "
              "peak RSS %.1f MB; parser %s", task_id, total, checked - began, added, skipped, done - checked,
@@ -332,9 +334,11 @@ def publish_ending(task_id: str) -> None:
 def describe_failure(exc: BaseException) -> str:
     """What a user reads when an import fails for a reason other than the file."""
     if isinstance(exc, JobTimeoutException):
-        return "The import took too long and was stopped. Nothing was imported."
+        return _("The import took too long and was stopped. Nothing was imported.")
     if isinstance(exc, sa.exc.OperationalError):
-        return "The database was unavailable during the import. Nothing was imported; please try again."
+        return _("The database was unavailable during the import. Nothing was imported; please try again.")
     if isinstance(exc, OSError):
-        return f"The uploaded file could not be read ({exc.strerror or type(exc).__name__}). Nothing was imported."
-    return f"The import failed unexpectedly ({type(exc).__name__}). Nothing was imported; please try again."
+        return _("The uploaded file could not be read (%(reason)s). Nothing was imported.",
+                 reason=exc.strerror or type(exc).__name__)
+    return _("The import failed unexpectedly (%(reason)s). Nothing was imported; please try again.",
+             reason=type(exc).__name__)

@@ -28,7 +28,10 @@ from redis.lock import Lock
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 
+from flask_babel import lazy_gettext as _l
+
 from app.extensions import db
+from app.i18n import task_locale
 from app.jobs import redis_client, task_queue
 from app.jobs.callbacks import WORKER_DIED, end_abandoned
 from app.jobs.imports import remove_orphan_uploads
@@ -38,8 +41,9 @@ from app.progress import CANCELED, end_task
 
 log = logging.getLogger(__name__)
 
-JOB_LOST = "The task was lost when the task queue restarted. Please try again."
-JOB_FAILED = "The task failed in the worker. Please try again."
+# Lazy: written in each task's own language (task_locale around each ending).
+JOB_LOST = _l("The task was lost when the task queue restarted. Please try again.")
+JOB_FAILED = _l("The task failed in the worker. Please try again.")
 SWEEP_LOCK = "microblog:sweep:lock"
 # Who swept last, when, and how many tasks that sweep ended: for operators (and tests).
 SWEEP_RECORD = "microblog:sweep:last"
@@ -101,7 +105,9 @@ def sweep_abandoned_tasks() -> int:
     ended = 0
     for task in active:
         if task.status == TaskStatus.STARTED and heartbeat_stale(task, limit):
-            if end_abandoned(task.id, WORKER_DIED):
+            with task_locale(task.id, task.language):
+                abandoned = end_abandoned(task.id, WORKER_DIED)
+            if abandoned:
                 ended += 1
                 log.warning("sweep ended task %s: no heartbeat for %s s", task.id, limit.total_seconds())
                 log_step("swept", task.id, task.user_id, task.created_at, level=logging.WARNING, reason=WORKER_DIED)
@@ -109,7 +115,11 @@ def sweep_abandoned_tasks() -> int:
     jobs = fetch_jobs([t.id for t in queued], redis_client()) if queued else {}
     for task in queued:
         ending = queued_ending(task, jobs[task.id], enqueue_grace)
-        if ending is not None and end_task(task.id, *ending):
+        if ending is None:
+            continue
+        with task_locale(task.id, task.language):
+            swept = end_task(task.id, *ending)
+        if swept:
             ended += 1
             log.warning("sweep ended task %s: %s", task.id, ending[1])
             log_step("swept", task.id, task.user_id, task.created_at, level=logging.WARNING, reason=ending[1])

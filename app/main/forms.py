@@ -1,5 +1,6 @@
 """Post forms."""
 from flask_wtf import FlaskForm
+from flask_babel import gettext as _, lazy_gettext as _l
 from wtforms import Field, SubmitField, TextAreaField
 from wtforms.validators import DataRequired, ValidationError
 
@@ -28,20 +29,20 @@ class MaxCharacters:
     def __call__(self, form: FlaskForm, field: Field) -> None:
         count = len(field.data or "")
         if count > self.limit:
-            raise ValidationError(f"A post has at most {self.limit} characters. This one has {count}.")
+            raise ValidationError(_("A post has at most %(limit)s characters. This one has %(count)s.", limit=self.limit, count=count))
 
 
 class PostForm(FlaskForm):
     """A new post."""
 
-    post = BoundedTextAreaField("Say something", filters=[browser_line_breaks], validators=[
+    post = BoundedTextAreaField(_l("Say something"), filters=[browser_line_breaks], validators=[
         DataRequired(message="A post cannot be empty."),
         MaxCharacters(POST_MAX_CHARS),
     ], render_kw={"data-max-chars": POST_MAX_CHARS})
-    submit = SubmitField("Submit")
+    submit = SubmitField(_l("Submit"))
 
 
 class EmptyForm(FlaskForm):
     """A button that changes state: carries only the CSRF token."""
 
-    submit = SubmitField("Submit")
+    submit = SubmitField(_l("Submit"))

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 from flask import abort, request
+from flask_babel import gettext as _
 
 from app.extensions import db
 from app.models import Post
@@ -46,7 +47,7 @@ def decode(cursor: str) -> tuple[datetime, int]:
             raise ValueError(cursor)
         when = datetime.fromisoformat(stamp)
     except ValueError:
-        abort(400, description="That page link is malformed.")
+        abort(400, description=_("That page link is malformed."))
     if when.tzinfo is not None:
         when = when.astimezone(timezone.utc).replace(tzinfo=None)
     return when, int(ident)
@@ -65,7 +66,7 @@ def paginate(query: sa.Select, per_page: int) -> KeysetPage:
     """The page of `query` (posts, any order) selected by `before`/`after` in the request's arguments."""
     before, after = request.args.get("before"), request.args.get("after")
     if before is not None and after is not None:
-        abort(400, description="A page link has either 'before' or 'after', not both.")
+        abort(400, description=_("A page link has either 'before' or 'after', not both."))
     # The author comes in the same query: each post's byline would otherwise be a query of its own.
     query = query.options(so.joinedload(Post.author))
     newest_first = query.order_by(None).order_by(Post.timestamp.desc(), Post.id.desc())

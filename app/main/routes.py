@@ -1,6 +1,7 @@
 """Post views."""
 import sqlalchemy as sa
 from flask import current_app, flash, redirect, render_template, url_for
+from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
@@ -26,11 +27,11 @@ def index() -> str | Response:
         db.session.add(Post(body=form.post.data, author=current_user))
         count_new_posts(db.session, current_user.id, 1)
         db.session.commit()
-        flash("Your post is now live!", "success")
+        flash(_("Your post is now live!"), "success")
         return redirect(url_for("main.index"))
     status = 400 if form.errors else 200
     posts = _page(current_user.posts.select().order_by(Post.timestamp.desc(), Post.id.desc()))
-    return render_template("main/index.html", title="Home", form=form, posts=posts,
+    return render_template("main/index.html", title=_("Home"), form=form, posts=posts,
                            endpoint="main.index", endpoint_args={}), status
 
 
@@ -39,7 +40,7 @@ def index() -> str | Response:
 def explore() -> str:
     """Everyone's posts, newest first."""
     posts = _page(sa.select(Post).order_by(Post.timestamp.desc(), Post.id.desc()))
-    return render_template("main/index.html", title="Explore", posts=posts,
+    return render_template("main/index.html", title=_("Explore"), posts=posts,
                            endpoint="main.explore", endpoint_args={})
 
 

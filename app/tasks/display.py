@@ -45,8 +45,10 @@ def duration(seconds: float | None) -> str:
 
 @bp.app_template_filter("thousands")
 def thousands(value: int | None) -> str:
-    """`2,000,000`."""
-    return "" if value is None else f"{value:,}"
+    """`2,000,000` in English, `2.000.000` in Spanish: the language in use (as tasks.js writes them)."""
+    from flask_babel import format_decimal
+
+    return "" if value is None else format_decimal(value)
 
 
 @bp.app_template_filter("utc_iso")

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Callable
 
 from flask import flash, g, url_for
+from flask_babel import gettext as _
 from flask.blueprints import BlueprintSetupState
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
@@ -22,11 +23,11 @@ def launch_and_flash(name: str, task_id: str | None = None) -> Task | None:
         flash(exc.refusal(), "task-warning")  # task-*: a flash the live state may replace (tasks.js)
         return None
     except QueueUnavailable:
-        flash(f"The task queue is unavailable right now, so no {spec.what} was started. Please try again shortly.",
-              "danger")
+        flash(_("The task queue is unavailable right now, so no %(what)s was started. Please try again shortly.",
+                what=spec.what), "danger")
         return None
     g.task_launched = True  # counts towards the launch rate limit (app/limits.py)
-    flash(spec.launched, "task-info")
+    flash(str(spec.launched), "task-info")
     return task
 
 

@@ -8,6 +8,7 @@ import redis
 import sqlalchemy as sa
 from flask import (abort, current_app, flash, g, has_request_context, jsonify, redirect, render_template, request,
                    send_file, session, url_for)
+from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
@@ -35,7 +36,7 @@ def owned_task_or_404(task_id: str) -> Task:
     """The caller's task, or 404 (also for other users' tasks: their ids are not confirmed)."""
     task = db.session.get(Task, task_id)
     if task is None or task.user_id != current_user.id:
-        abort(404, description="No such task.")
+        abort(404, description=_("No such task."))
     return task
 
 
@@ -61,7 +62,7 @@ def history() -> str:
         sa.select(Task).where(Task.user_id == current_user.id).order_by(Task.created_at.desc()),
         page=page_number(), per_page=50, error_out=True,
     )
-    return render_template("tasks/history.html", title="Your tasks", tasks=page, form=EmptyForm())
+    return render_template("tasks/history.html", title=_("Your tasks"), tasks=page, form=EmptyForm())
 
 
 @bp.route("/api/tasks")
@@ -88,11 +89,11 @@ def cancel(task_id: str) -> Response | tuple[str, int]:
     owned_task_or_404(task_id)
     # One conditional UPDATE decides between this cancel and the job's own completion.
     if end_task(task_id, TaskStatus.CANCELED, CANCELED, allow_delivering=False) is None:
-        message = "This task has already ended (or its result is being delivered), so it cannot be canceled."
+        message = _("This task has already ended (or its result is being delivered), so it cannot be canceled.")
         return render_template("errors/error.html", code=409, message=message), 409
     stop_job(task_id)
     session["ended_task"] = task_id  # the page we go back to still shows this task's bar, now "Canceled"
-    flash("The task was canceled.", "task-info")
+    flash(_("The task was canceled."), "task-info")
     return _back(url_for("tasks.history"))
 
 
@@ -117,12 +118,12 @@ def download(task_id: str) -> Response:
     """The export file of a finished export, to its owner only."""
     task = owned_task_or_404(task_id)
     if is_expired(task):  # issue 9: retention (or the owner) deleted it
-        return render_template("tasks/expired.html", title="Export expired", task=task), 410
+        return render_template("tasks/expired.html", title=_("Export expired"), task=task), 410
     if not task.has_download:
-        abort(404, description="This task has no file to download.")
+        abort(404, description=_("This task has no file to download."))
     path = result_file(task)  # result_path is relative to EXPORT_DIR, wherever this machine mounts it
     if path is None:
-        abort(404, description="The export file is no longer available.")
+        abort(404, description=_("The export file is no longer available."))
     return send_file(path, mimetype="application/json", as_attachment=True,
                      download_name=download_name(current_user.username, task))
 
@@ -133,9 +134,9 @@ def delete_export(task_id: str) -> Response:
     """Delete the caller's finished export file now, before retention would (issue 9)."""
     task = owned_task_or_404(task_id)
     if not task.has_download:
-        abort(404, description="This task has no file to delete.")
+        abort(404, description=_("This task has no file to delete."))
     delete_export_file(task)
-    flash("The export file was deleted.", "info")
+    flash(_("The export file was deleted."), "info")
     return _back(url_for("tasks.history"))
 
 

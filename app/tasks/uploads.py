@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 from flask import abort, render_template, request, url_for
+from flask_babel import gettext as _, lazy_gettext as _l
 from flask_login import current_user, login_required
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -26,9 +27,10 @@ KIND = "import_posts"
 # The multipart envelope (boundary, part headers, the CSRF field) around a file of the maximum size.
 REQUEST_MAX_BYTES = UPLOAD_MAX_BYTES + 64 * 1024
 CHUNK = 256 * 1024
-TOO_LARGE = f"The file is larger than {UPLOAD_MAX_BYTES // (1024 * 1024)} MB, so nothing was imported."
-NO_FILE = "Choose a posts.json file to import."
-EMPTY = "The file is empty, so nothing was imported."
+# Lazy: said in the language of the request they answer.
+TOO_LARGE = _l("The file is larger than %(size)s MB, so nothing was imported.", size=UPLOAD_MAX_BYTES // (1024 * 1024))
+NO_FILE = _l("Choose a posts.json file to import.")
+EMPTY = _l("The file is empty, so nothing was imported.")
 
 
 class UploadTooLarge(Exception):
@@ -42,7 +44,7 @@ def cap_import_upload(endpoint: str | None, values: dict | None) -> None:
         return
     request.max_content_length = REQUEST_MAX_BYTES  # also caps a chunked body with no Content-Length
     if (request.content_length or 0) > REQUEST_MAX_BYTES:
-        abort(413, description=TOO_LARGE)  # refused from the header alone: the body is never read
+        abort(413, description=str(TOO_LARGE))  # refused from the header alone: the body is never read
 
 
 @bp.errorhandler(RequestEntityTooLarge)
@@ -55,7 +57,7 @@ def too_large(error: RequestEntityTooLarge) -> tuple[str, int]:
 def import_page(error: str | None = None, status: int = 200) -> tuple[str, int]:
     """The import form on a page of its own (where "Try again" leads), with an error if any."""
     busy = active_in_lane(current_user.id, lane_of(KIND))
-    return render_template("main/import.html", title="Import posts", name=KIND, kind=JOBS[KIND], busy=busy,
+    return render_template("main/import.html", title=_("Import posts"), name=KIND, kind=JOBS[KIND], busy=busy,
                            error=error), status
 
 

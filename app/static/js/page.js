@@ -3,12 +3,30 @@
   "use strict";
 
   var FORMAT = { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" };
+  var LANG = document.documentElement.lang || "en";
+
+  // The page's words for its scripts: <meta name="i18n"> holds English -> this page's language
+  // (app/i18n.py JS_STRINGS; empty in English). A missing word falls back to the English key.
+  var WORDS = (function () {
+    var meta = document.querySelector('meta[name="i18n"]');
+    try { return JSON.parse((meta && meta.content) || "{}"); } catch (e) { return {}; }
+  })();
+
+  function t(key, vars) {
+    var text = Object.prototype.hasOwnProperty.call(WORDS, key) ? WORDS[key] : key;
+    return text.replace(/\{(\w+)\}/g, function (whole, name) {
+      return vars && Object.prototype.hasOwnProperty.call(vars, name) ? String(vars[name]) : whole;
+    });
+  }
+
+  // Numbers as the page's language writes them ("2,000,000" in English), like the server's `thousands`.
+  function number(n) { return Number(n).toLocaleString(LANG); }
 
   // The server writes UTC into <time datetime>; the reader sees their local time, with the date.
   function localizeTime(node) {
     var when = new Date(node.getAttribute("datetime"));
     if (isNaN(when.getTime())) return;
-    node.textContent = when.toLocaleString(undefined, FORMAT);
+    node.textContent = when.toLocaleString(LANG, FORMAT);
     node.title = when.toISOString().replace(/\.\d+Z$/, "Z").replace("T", " ") + " UTC";
   }
 
@@ -27,9 +45,10 @@
     box.insertAdjacentElement("afterend", out);
     function update() {
       var left = limit - characters(box.value);
-      var plural = function (n) { return n === 1 ? " character" : " characters"; };
-      out.textContent = left >= 0 ? left + plural(left) + " left"
-        : (-left) + plural(-left) + " too many (at most " + limit + ")";
+      if (left === 1) out.textContent = t("1 character left");
+      else if (left >= 0) out.textContent = t("{count} characters left", { count: left });
+      else if (left === -1) out.textContent = t("1 character too many (at most {limit})", { limit: limit });
+      else out.textContent = t("{count} characters too many (at most {limit})", { count: -left, limit: limit });
       out.classList.toggle("text-danger", left < 0);
       box.classList.toggle("is-invalid", left < 0);
     }
@@ -39,5 +58,5 @@
 
   localize(document);
   document.querySelectorAll("textarea[data-max-chars]").forEach(counter);
-  window.MicroblogPage = { localize: localize, localizeTime: localizeTime, characters: characters };
+  window.MicroblogPage = { localize: localize, localizeTime: localizeTime, characters: characters, t: t, number: number };
 })();

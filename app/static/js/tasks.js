@@ -18,6 +18,7 @@
   var phase = {}; // task_id -> {message, since}: when the current "started" message first arrived
   var dismissed = {}; // task_id -> true once the user closed its alert
   var page = window.MicroblogPage || { localizeTime: function () {} };
+  var t_ = page.t || function (key) { return key; }; // the page's words (page.js): English key -> this language
 
   function el(tag, attrs, text) {
     var node = document.createElement(tag);
@@ -30,7 +31,7 @@
 
   // --- words --------------------------------------------------------------------------------------
 
-  function fmt(n) { return Number(n).toLocaleString("en-US"); }
+  function fmt(n) { return page.number ? page.number(n) : Number(n).toLocaleString("en-US"); }
 
   function fileSize(bytes) {
     var units = ["bytes", "KiB", "MiB", "GiB", "TiB"], value = bytes, unit = 0;
@@ -48,15 +49,15 @@
   }
 
   function timeLeft(seconds) {
-    if (seconds < 60) return "about " + Math.max(1, seconds) + " s left";
-    return "about " + Math.round(seconds / 60) + " min left";
+    if (seconds < 60) return t_("about {seconds} s left", { seconds: Math.max(1, seconds) });
+    return t_("about {minutes} min left", { minutes: Math.round(seconds / 60) });
   }
 
   // "21% · 412,000 of 2,000,000 posts · 180,000/s · about 9 s left"
   function countsText(t, progress) {
     var parts = [progress + "%"];
     if (t.total != null && t.current != null) {
-      parts.push(fmt(t.current) + " of " + fmt(t.total) + " " + (t.noun || "items"));
+      parts.push(t_("{current} of {total} {noun}", { current: fmt(t.current), total: fmt(t.total), noun: t.noun || t_("items") }));
     }
     if (t.rate) parts.push(fmt(t.rate) + "/s");
     if (t.eta_seconds != null) parts.push(timeLeft(t.eta_seconds));
@@ -67,21 +68,21 @@
     var p = phase[t.task_id];
     if (t.message && p && p.message === t.message && Date.now() - p.since >= SLOW_PHASE_MS) return t.message;
     if (t.total != null) return countsText(t, progress);
-    return "Starting… " + progress + "%";
+    return t_("Starting… {percent}%", { percent: progress });
   }
 
   function doneText(t) {
-    if (t.message) return "Done. " + t.message;
-    if (t.delivery === "attached") return "Done — emailed to you";
-    if (t.delivery === "linked") return "Done — emailed you a link";
-    return "Done";
+    if (t.message) return t_("Done. {message}", { message: t.message });
+    if (t.delivery === "attached") return t_("Done — emailed to you");
+    if (t.delivery === "linked") return t_("Done — emailed you a link");
+    return t_("Done");
   }
 
   function statusText(t, progress) {
-    if (t.status === "queued") return "Waiting for a worker…";
+    if (t.status === "queued") return t_("Waiting for a worker…");
     if (t.status === "started") return runningText(t, progress);
-    if (t.status === "failed") return "Failed: " + (t.message || "unknown reason");
-    if (t.status === "canceled") return "Canceled";
+    if (t.status === "failed") return t_("Failed: {reason}", { reason: t.message || t_("unknown reason") });
+    if (t.status === "canceled") return t_("Canceled");
     return doneText(t);
   }
 
@@ -91,10 +92,10 @@
 
   // What a screen reader hears: status changes only, never a percent.
   function announcement(t) {
-    if (t.status === "started") return t.description + ": started.";
-    if (t.status === "finished") return titleOf(t) + ": " + doneText(t) + ".";
-    if (t.status === "failed") return t.description + " failed: " + (t.message || "unknown reason");
-    if (t.status === "canceled") return t.description + ": canceled.";
+    if (t.status === "started") return t_("{task}: started.", { task: t.description });
+    if (t.status === "finished") return t_("{task}: {status}.", { task: titleOf(t), status: doneText(t) });
+    if (t.status === "failed") return t_("{task} failed: {reason}", { task: t.description, reason: t.message || t_("unknown reason") });
+    if (t.status === "canceled") return t_("{task}: canceled.", { task: t.description });
     return "";
   }
 
@@ -119,20 +120,20 @@
     node.textContent = statusText(t, progress);
     if (t.status === "finished" && t.download_url) {
       node.appendChild(document.createTextNode(" · "));
-      node.appendChild(el("a", { href: t.download_url, "data-download": t.task_id }, "Download"));
+      node.appendChild(el("a", { href: t.download_url, "data-download": t.task_id }, t_("Download")));
     }
   }
 
   function renderActions(node, t) {
     node.textContent = "";
     if (ACTIVE[t.status]) {
-      node.appendChild(postButton("/tasks/" + t.task_id + "/cancel", "Cancel", "btn-outline-danger"));
+      node.appendChild(postButton("/tasks/" + t.task_id + "/cancel", t_("Cancel"), "btn-outline-danger"));
     } else if ((t.status === "failed" || t.status === "canceled") && t.retry_url && !laneIsRunning(laneOf(t))) {
       if (t.retry_method === "get") {  // a kind launched with a file: its retry opens the form again
         node.appendChild(el("a", { href: t.retry_url, "class": "btn btn-sm btn-outline-primary", "data-retry-kind": t.name },
-                            "Try again"));
+                            t_("Try again")));
       } else {
-        node.appendChild(postButton(t.retry_url, "Try again", "btn-outline-primary", { "data-retry-kind": t.name }));
+        node.appendChild(postButton(t.retry_url, t_("Try again"), "btn-outline-primary", { "data-retry-kind": t.name }));
       }
     }
   }
@@ -140,14 +141,14 @@
   function renderDetails(node, t) {
     node.textContent = "";
     var parts = [];
-    if (t.status === "finished" && t.total != null) parts.push(fmt(t.total) + " " + (t.noun || "items"));
+    if (t.status === "finished" && t.total != null) parts.push(fmt(t.total) + " " + (t.noun || t_("items")));
     if (t.result_bytes) parts.push(fileSize(t.result_bytes));
     if (t.started_at && t.finished_at) {
-      parts.push("took " + duration(Math.max(0, (Date.parse(t.finished_at) - Date.parse(t.started_at)) / 1000)));
+      parts.push(t_("took {time}", { time: duration(Math.max(0, (Date.parse(t.finished_at) - Date.parse(t.started_at)) / 1000)) }));
     }
     node.textContent = parts.join(" · ");
     if (t.expires_at && t.download_url) {
-      node.appendChild(document.createTextNode((parts.length ? " · " : "") + "downloadable until "));
+      node.appendChild(document.createTextNode((parts.length ? " · " : "") + t_("downloadable until") + " "));
       node.appendChild(timeElement(t.expires_at));
     }
   }
@@ -159,7 +160,7 @@
   }
 
   function renderTime(node, iso) {
-    node.textContent = iso ? "ended " : "";
+    node.textContent = iso ? t_("ended") + " " : "";
     if (iso) node.appendChild(timeElement(iso));
   }
 
@@ -199,7 +200,7 @@
     head.appendChild(el("span", { "class": "task-actions", "data-task-actions": t.task_id }));
     alert.appendChild(head);
     alert.appendChild(newBar(t));
-    alert.appendChild(el("button", { type: "button", "class": "btn-close", "data-bs-dismiss": "alert", "aria-label": "Close" }));
+    alert.appendChild(el("button", { type: "button", "class": "btn-close", "data-bs-dismiss": "alert", "aria-label": t_("Close") }));
     container.appendChild(alert);
   }
 
@@ -214,7 +215,7 @@
     first.appendChild(el("span", { "data-task-title": t.task_id }, titleOf(t)));
     if (t.created_at) {
       first.appendChild(el("br"));
-      var small = el("small", { "class": "text-muted" }, "launched ");
+      var small = el("small", { "class": "text-muted" }, t_("launched") + " ");
       small.appendChild(timeElement(t.created_at));
       first.appendChild(small);
     }
@@ -305,7 +306,7 @@
 
   function newsTitle(t) {
     if (t.status === "finished") return "✓ " + (t.ready_title || titleOf(t)) + " · Microblog";
-    if (t.status === "failed") return "✗ " + t.description + " failed · Microblog";
+    if (t.status === "failed") return "✗ " + t_("{task} failed", { task: t.description }) + " · Microblog";
     return null;
   }
 
