@@ -90,9 +90,10 @@ def task_words(name: str) -> dict[str, Any]:
 
     spec = JOBS.get(name)
     if spec is None:
-        return {"done_description": None, "noun": str(_l("items")), "ready_title": None, "retry_url": None}
+        return {"done_description": None, "noun": str(_l("items")), "ready_title": None}
+    # The retry link comes with the kind's other fields (app.jobs.kind_fields): its launch path.
     return {"done_description": str(spec.done_description), "noun": str(spec.noun),
-            "ready_title": str(spec.ready_title), "retry_url": spec.retry_url}
+            "ready_title": str(spec.ready_title)}
 
 
 def emitter() -> Emitter:

@@ -110,14 +110,15 @@ def many_exports(stack: Stack, count: int, prefix: str) -> dict[str, float]:
     crowd.wait_connected()
 
     def launch(cookie: str) -> int:
-        # A cookie jar, not a fixed Cookie header: the page that hands out the CSRF token also
-        # stores its secret in the session cookie it sends back (a login starts with an empty session).
-        http = requests.Session()
-        for part in cookie.split("; "):
-            name, _, value = part.partition("=")
-            http.cookies.set(name, value)
-        token = CSRF_META.search(http.get(stack.url + "/index").text).group(1)
-        return http.post(stack.url + "/export_posts", data={"csrf_token": token}, allow_redirects=False).status_code
+        # The page that hands out the CSRF token also stores its secret in the session cookie it
+        # sends back (a login starts with an empty session): post with that newer cookie.
+        page = requests.get(stack.url + "/index", headers={"Cookie": cookie})
+        token = CSRF_META.search(page.text).group(1)
+        jar = dict(part.partition("=")[::2] for part in cookie.split("; "))
+        jar.update(page.cookies.get_dict())
+        newer = "; ".join(f"{name}={value}" for name, value in jar.items())
+        return requests.post(stack.url + "/export_posts", data={"csrf_token": token}, headers={"Cookie": newer},
+                             allow_redirects=False).status_code
 
     engine = sa.create_engine(normalize_database_url(stack.database_url))
     ids = [uid for uid, _ in users]

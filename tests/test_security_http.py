@@ -90,10 +90,16 @@ def test_every_next_stays_on_site(app, make_user, subtests):
 def test_absurd_page_numbers_are_4xx(alice_in, subtests):
     """page=10**20 and friends: a 4xx page, never a 500 (SQLite overflow, PostgreSQL out of range)."""
     browser, _ = alice_in
-    for path in ("/index", "/explore", "/user/alice", "/tasks"):
-        for page in ("99999999999999999999", "9223372036854775807", "-5", "0"):
-            with subtests.test(path=path, page=page):
-                assert 400 <= browser.get(path, query_string={"page": page}).status_code < 500
+    for page in ("99999999999999999999", "9223372036854775807", "-5", "0"):
+        with subtests.test(path="/tasks", page=page):
+            assert 400 <= browser.get("/tasks", query_string={"page": page}).status_code < 500
+    # Posts are paged by keyset cursors (`before`/`after`: a post's timestamp and id): absurd ones too.
+    for path in ("/index", "/explore", "/user/alice"):
+        for arg in ("before", "after"):
+            for cursor in ("99999999999999999999", "2026-01-01T00:00:00.000000_99999999999999999999",
+                           "99999-01-01T00:00:00_1", "2026-01-01T00:00:00_-5", "x\r\nSet-Cookie: a=b"):
+                with subtests.test(path=path, arg=arg, cursor=cursor):
+                    assert 400 <= browser.get(path, query_string={arg: cursor}).status_code < 500
 
 
 def test_body_over_the_limit_is_413_and_not_echoed(app, alice_in):

@@ -36,7 +36,6 @@ class JobSpec:
     done_description: Any = ""  # past tense, for a finished task's title ("Exported posts")
     noun: Any = _l("items")  # what `current`/`total` count
     ready_title: Any = ""  # the tab title's news when it finished while hidden ("Export ready")
-    retry_url: str | None = None  # POST here to run it again (None: cannot be retried from a button)
     done: Any = ""  # past tense, the status once finished without a message of its own ("posts imported")
     label: Any = ""  # the launch button on the owner's profile
     path: str = ""  # POST here launches one (the route is the kind's own view)
@@ -54,7 +53,7 @@ class JobSpec:
 JOBS: dict[str, JobSpec] = {
     "export_posts": JobSpec(
         export_posts, _l("Exporting posts"), done_description=_l("Exported posts"), ready_title=_l("Export ready"),
-        retry_url="/export_posts", done=_l("emailed to you"), noun=_l("posts"), label=_l("Export your posts"),
+        done=_l("emailed to you"), noun=_l("posts"), label=_l("Export your posts"),
         path="/export_posts", what=_l("export"), whats=_l("exports"), download=True, lane="posts",
         already=_l("An export of your posts is already in progress."),
         launched=_l("Your export has started. Its progress shows at the top of every page.")),
