@@ -31,7 +31,8 @@ def finished_export(app, user_id: int, ended_ago: timedelta = timedelta(0)) -> t
     with app.app_context():
         from app.extensions import db
 
-        db.session.get(Task, task_id).result_path = str(renamed)
+        # As the export stores it: relative to EXPORT_DIR (the retention must find it from there).
+        db.session.get(Task, task_id).result_path = f"{user_id}/{task_id}.json"
         db.session.commit()
     return task_id, renamed
 

@@ -128,7 +128,9 @@ def _finish(conn: sa.Connection, task_id: str, message: str) -> bool:
     """End the task finished inside the import's transaction, unless a cancel ended it first."""
     ended = conn.execute(
         sa.update(Task).where(Task.id == task_id, Task.status == TaskStatus.STARTED)
-        .values(status=TaskStatus.FINISHED, progress=100, message=message, finished_at=utcnow())
+        # seq + 1 as every state change does (app/progress.py): relays and pages drop an event whose
+        # seq is not newer than the last one they saw, so an unbumped `finished` would never arrive.
+        .values(status=TaskStatus.FINISHED, progress=100, message=message, finished_at=utcnow(), seq=Task.seq + 1)
     )
     return ended.rowcount == 1
 

@@ -25,7 +25,7 @@ BATCH = 500  # files per run: a web process's hub is never held for long
 
 def delete_export_file(task: Task) -> bool:
     """Delete one export's file and mark the row; True if this call marked it (committed)."""
-    from app.jobs.export import remove_export_files
+    from app.jobs.export import export_path, remove_export_files, result_file
 
     changed = db.session.execute(
         sa.update(Task).where(Task.id == task.id, Task.file_deleted_at.is_(None)).values(file_deleted_at=now())
@@ -33,7 +33,10 @@ def delete_export_file(task: Task) -> bool:
     ).rowcount == 1
     db.session.commit()  # the row says "gone" before the file is: a download never finds half a file
     if task.result_path:
-        remove_export_files(Path(task.result_path))
+        # result_path is relative to EXPORT_DIR (wherever this machine mounts it); an old absolute one
+        # under EXPORT_DIR still resolves. The derived path covers the file's .part twin as well.
+        existing = result_file(task)
+        remove_export_files(existing or export_path(task))
     return changed
 
 
