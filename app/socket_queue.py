@@ -30,9 +30,12 @@ SNAPSHOT_MEMORY = 30.0
 
 
 def event_seq(data: dict) -> float | None:
-    """The `seq` a `task_progress` payload carries, or None (a publisher that predates it)."""
+    """The `seq` a `task_progress` payload carries, or None (a publisher that predates it).
+
+    A row's seq is an integer; an event that changes no row (the import's write phase) carries a
+    fraction between the row's seq and the next one."""
     seq = data.get("seq")
-    return seq if isinstance(seq, int) and not isinstance(seq, bool) else None
+    return seq if isinstance(seq, (int, float)) and not isinstance(seq, bool) else None
 
 
 class ResyncRedisManager(RoomIndexMixin, socketio.RedisManager):

@@ -235,6 +235,11 @@ class _InsertProgress:
 
     def __init__(self, task: Task, total: int, min_interval: float = 0.1) -> None:
         self.base = {**task_payload(task), "progress": CHECK_SHARE, "total": total}
+        # These events change no row (the row stays at 50 % until the insert commits), so they take
+        # seqs between the row's current one and the finish's (seq + 1): relays and pages keep them
+        # in order and still drop any of them that arrives after the end.
+        with db.engine.connect() as conn:
+            self.base_seq = conn.scalar(sa.select(Task.seq).where(Task.id == task.id)) or 0
         self.user_id = task.user_id
         self.total = max(total, 1)
         self.min_interval = min_interval
@@ -247,7 +252,7 @@ class _InsertProgress:
         if percent <= self.percent or time.monotonic() - self.last < self.min_interval:
             return
         self.percent, self.last = percent, time.monotonic()
-        emit_payload({**self.base, "progress": percent, "current": done,
+        emit_payload({**self.base, "progress": percent, "current": done, "seq": self.base_seq + done / (self.total + 1),
                       "message": _("Adding posts: %(done)s of %(total)s…", done=f"{done:,}", total=f"{self.total:,}")}, self.user_id)
 
 
