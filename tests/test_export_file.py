@@ -21,6 +21,10 @@ class Percent:
     def advance(self, percent: int) -> None:
         self.seen.append(percent)
 
+    def advance_count(self, current: int, total: int, share: int = 100) -> None:
+        """What write_posts calls: `current` of `total` posts fill `share` percent of the bar."""
+        self.advance(current * share // max(total, current) if total else 0)
+
 
 def test_file_matches_the_database_exactly(app, make_user, make_posts, tmp_path):
     """Bodies of every kind, equal timestamps and a whole second round-trip in the documented format."""
