@@ -111,9 +111,13 @@ def show_task(task_id: str) -> None:
 @with_appcontext
 def retry_task(task_id: str) -> None:
     """Launch a new task of the same kind for the same user (the same rules as the button)."""
-    from app.jobs import QueueUnavailable, TaskAlreadyActive, launch_task
+    from app.jobs import QueueUnavailable, TaskAlreadyActive, job_spec, launch_task
 
     task = _task(task_id)
+    if job_spec(task.name).upload:  # its input was the user's upload, deleted once the task ended
+        raise click.ClickException(
+            f"Task {task_id} ({task.name}) ran on a file the user uploaded, and that file is not kept "
+            "after the task ends, so it cannot be launched again from here. Ask the user to upload the file again.")
     user = db.session.get(User, task.user_id)
     try:
         new = launch_task(user, task.name)

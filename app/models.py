@@ -153,6 +153,8 @@ class Task(db.Model):
         ),
         sa.Index("ix_task_user_id_created_at", "user_id", "created_at"),
         sa.Index("ix_task_status", "status"),
+        # The sweeper re-announces recent endings (app/jobs/reannounce.py); retention finds old ones.
+        sa.Index("ix_task_finished_at", "finished_at"),
     )
 
     id: so.Mapped[str] = so.mapped_column(sa.String(36), primary_key=True)

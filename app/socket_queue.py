@@ -143,8 +143,12 @@ class ResyncRedisManager(RoomIndexMixin, socketio.RedisManager):
                     self.pubsub.subscribe(self.channel)
                     subscribed = True
                     retry_sleep = 0.5
-                    if not first and self.on_resubscribe is not None:
-                        self._get_logger().info("Redis subscription restored; re-sending task snapshots")
+                    # The first subscription too: the listener starts with the first connection, so
+                    # sockets that connected before it subscribed (a restarted server's reconnecting
+                    # pages, or Redis down when the server came up) may have missed events meanwhile.
+                    if self.on_resubscribe is not None:
+                        if not first:
+                            self._get_logger().info("Redis subscription restored; re-sending task snapshots")
                         self.on_resubscribe()
                     first = False
                 yield from self.pubsub.listen()

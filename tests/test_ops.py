@@ -276,3 +276,16 @@ def test_database_errors_never_show_parameters(app, make_user):
             db.session.execute(sa.insert(Post), [{"body": "my secret diary", "user_id": alice.id + 999}])
         db.session.rollback()
     assert "my secret diary" not in str(failure.value) and "hidden" in str(failure.value)
+
+
+def test_tasks_retry_of_an_import_is_refused_with_the_reason(app, runner, make_user):
+    """An import's input was an upload that is gone: retry says so and launches nothing (not a job
+    that could only fail for want of its file)."""
+    alice = make_user("alice")
+    failed = make_task(app, alice.id, TaskStatus.FAILED, name="import_posts")
+    result = runner.invoke(args=["tasks", "retry", failed])
+    assert result.exit_code != 0 and "upload the file again" in result.output, result.output
+    with app.app_context():
+        from app.extensions import db
+        from app.models import Task
+        assert db.session.query(Task).filter_by(user_id=alice.id).count() == 1, "nothing was launched"

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import Post, Task, TaskStatus
-from app.tasks.display import duration, filesize
+from app.formatting import duration, filesize
 from tests.factories import count, make_task, text_of
 
 

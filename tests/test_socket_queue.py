@@ -106,3 +106,27 @@ def test_snapshot_memory_expires(manager, monkeypatch):
     manager.note_snapshot(["s1"], event("a", 1))
     manager.note_snapshot(["s2"], event("b", 1))
     assert list(manager._snapshots) == ["b"]
+
+
+def test_the_first_subscription_resyncs_too(redis_server):
+    """The listener subscribes only once the first page has connected (python-socketio starts it
+    then): pages that connected before it subscribed are brought current as after any reconnection."""
+    import threading
+
+    from tests.harness import wait_until
+
+    manager = ResyncRedisManager(redis_server.url, channel="resync-test")
+    calls = []
+    manager.on_resubscribe = lambda: calls.append(1)
+    listen = manager._redis_listen_with_retries()
+    received = []
+    listener = threading.Thread(target=lambda: received.append(next(listen)), daemon=True)
+    listener.start()  # connects, subscribes, then waits for the channel's first message
+    try:
+        wait_until(lambda: calls, 10, "the re-sync after the first subscription")
+        wait_until(lambda: redis_server.client().publish("resync-test", b"x") or received, 10, "the listener")
+        assert calls == [1]
+    finally:
+        listener.join(10)
+        listen.close()
+        manager.pubsub.close()

@@ -4,6 +4,7 @@ The real processes are in tests/faults/test_sweeper.py and tests/faults/test_hea
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 from types import SimpleNamespace
 
@@ -93,3 +94,57 @@ def test_sweep_loop_survives_any_error(quiet_emitter, monkeypatch, caplog):
         sweep.sweep_forever(app, lambda seconds: next(waits))
     assert len(calls) == 3
     assert any(r.exc_info and "a bug in the sweep" in str(r.exc_info[1]) for r in caplog.records)
+
+
+def test_the_worker_never_forks_while_its_sweeper_is_in_the_database(quiet_emitter, monkeypatch):
+    """The sweeper holds the fork guard while it sweeps; the worker forks a work horse only with the guard.
+
+    A fork while another thread is inside SQLite copies its locks held: the horse hung on its first query."""
+    import threading
+
+    from rq.worker import Worker
+
+    from worker.runner import FORK_GUARD, MicroblogWorker
+
+    app = quiet_emitter
+    held_while_sweeping = []
+    monkeypatch.setattr(sweep, "sweep_abandoned_tasks", lambda: held_while_sweeping.append(FORK_GUARD.locked()) or 0)
+    waits = iter([False, True])
+    sweep.sweep_forever(app, lambda seconds: next(waits), FORK_GUARD)
+    assert held_while_sweeping == [True] and not FORK_GUARD.locked()
+
+    forked_at = []
+    monkeypatch.setattr(Worker, "fork_work_horse", lambda self, job, queue: forked_at.append(time.monotonic()))
+    worker = MicroblogWorker.__new__(MicroblogWorker)  # fork_work_horse needs nothing else of it
+    FORK_GUARD.acquire()  # the sweeper is inside the database
+    fork = threading.Thread(target=worker.fork_work_horse, args=(None, None))
+    fork.start()
+    time.sleep(0.2)
+    assert forked_at == []  # the fork waits
+    released_at = time.monotonic()
+    FORK_GUARD.release()
+    fork.join(5)
+    assert len(forked_at) == 1 and forked_at[0] >= released_at
+
+
+def test_a_queued_task_whose_job_redis_lost_is_enqueued_again(quiet_emitter, make_user):
+    """Past the enqueue grace, a queued row with no job in Redis gets its job back (it stays queued,
+    nothing fails); a row of a kind this deployment no longer runs fails with a reason instead."""
+    from rq.job import Job
+
+    from app.jobs import redis_client, task_queue
+
+    app = quiet_emitter
+    user, other = make_user("lost1"), make_user("lost2")
+    lost = make_task(app, user.id, TaskStatus.QUEUED, age=timedelta(minutes=5))
+    gone_kind = make_task(app, other.id, TaskStatus.QUEUED, name="retired_kind", age=timedelta(minutes=5))
+    with app.app_context():
+        task_queue().empty()
+        assert sweep.sweep_once() == 1  # only the retired kind ended
+        job = Job.fetch(lost, connection=redis_client())
+        assert lost in task_queue().job_ids and job.func_name.endswith("export_posts")
+        assert sweep.sweep_once() == 0, "enqueued once: the next sweep finds the job there"
+        assert task_queue().job_ids.count(lost) == 1
+    assert get_task(app, lost).status == TaskStatus.QUEUED
+    retired = get_task(app, gone_kind)
+    assert retired.status == TaskStatus.FAILED and retired.message == str(sweep.JOB_FAILED)

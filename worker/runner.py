@@ -22,6 +22,12 @@ from rq import Queue, Worker
 
 log = logging.getLogger("worker")
 
+# SQLite and SQLAlchemy keep process-wide locks: a fork while the sweeper thread is inside the
+# database copies them held, and the work horse hangs forever on its first query (seen once in
+# 1,000 exports: stuck in `PRAGMA journal_mode` until RQ's job timeout, an hour). The sweeper holds
+# this while it uses the database, and a fork waits for it.
+FORK_GUARD = threading.Lock()
+
 PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 
 
@@ -31,14 +37,30 @@ class MicroblogWorker(Worker):
     # RQ backs off up to 60 s between reconnects; after a Redis restart users would wait that long.
     max_connection_wait_time = 2.0
 
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        """RQ's heartbeat, after registering the worker again if Redis lost its record.
+
+        A Redis restarted without persistence forgets every worker; RQ's heartbeat then recreates
+        only the worker's hash, never its entry in the workers set, so `/healthz`, the dashboard
+        and `microblog_workers` would count this live worker as gone for the rest of its life.
+        RQ calls this at the top of every dequeue loop (so right after Redis returns) and while a
+        job runs; a Redis still down raises here as it would in RQ's own heartbeat.
+        """
+        if self.birth_date is not None and not self.connection.exists(self.key):
+            self.register_birth()  # RQ's own registration (its birth is now: Redis lost the old one)
+            log.warning("Redis had forgotten worker %s (restarted without its data?): registered it again", self.name)
+        super().heartbeat(timeout, pipeline)
+
     def fork_work_horse(self, job: Any, queue: Queue) -> None:
         """Fork with the parent's objects frozen: the horse's garbage collector then never walks them,
-        so it never un-shares the parent's pages (a 1M-post export grew 28 MiB of private memory so)."""
-        gc.freeze()
-        try:
-            super().fork_work_horse(job, queue)
-        finally:
-            gc.unfreeze()  # only the parent gets here: the horse exits inside
+        so it never un-shares the parent's pages (a 1M-post export grew 28 MiB of private memory so).
+        And never while the sweeper thread is inside the database (FORK_GUARD)."""
+        with FORK_GUARD:
+            gc.freeze()
+            try:
+                super().fork_work_horse(job, queue)
+            finally:
+                gc.unfreeze()  # only the parent gets here: the horse exits inside
 
     def main_work_horse(self, job: Any, queue: Queue) -> None:
         """In the forked child: die with the worker, leave the parent's connections alone, own a session."""
@@ -104,7 +126,8 @@ def start_sweeper(app: Flask, stop: threading.Event) -> threading.Thread:
     """Run the abandoned-task sweep every SWEEP_INTERVAL seconds in a daemon thread (it never dies of an error)."""
     from app.jobs.sweep import sweep_forever
 
-    thread = threading.Thread(target=sweep_forever, args=(app, stop.wait), name="task-sweeper", daemon=True)
+    thread = threading.Thread(target=sweep_forever, args=(app, stop.wait, FORK_GUARD), name="task-sweeper",
+                              daemon=True)
     thread.start()
     return thread
 
@@ -141,8 +164,9 @@ def serve() -> None:
     from app.jobs import redis_client, task_queue
     from app.jobs.sweep import sweep_once
 
-    # The worker serves no sockets: no message-queue listener, no eventlet.
-    app = create_app(SOCKETIO_ASYNC_MODE="threading", SOCKETIO_MESSAGE_QUEUE=None)
+    # Only what jobs use (WEB=False): no pages, sockets, forms or limits (no eventlet either), and no
+    # migrations. Every work horse is a fork of this process and its RSS counts the pages they share.
+    app = create_app(WEB=False, MIGRATIONS=False)
     app.extensions["progress_emitter"] = build_emitter(app)
     with app.app_context():
         sweep_once()  # tasks left by a previous run (e.g. an embedded Redis that restarted); removes its session

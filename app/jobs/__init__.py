@@ -144,6 +144,21 @@ def task_queue() -> Queue:
     return Queue(current_app.config["TASK_QUEUE"], connection=redis_client())
 
 
+def enqueue_job(task: Task) -> None:
+    """Put a task's job on the queue, under the task's id (RedisError if Redis is away)."""
+    task_queue().enqueue(
+        job_spec(task.name).func,
+        task.id,
+        job_id=task.id,
+        description=f"{task.name} for user {task.user_id}",
+        job_timeout=current_app.config["TASK_TIMEOUT"],
+        result_ttl=24 * 3600,
+        failure_ttl=7 * 24 * 3600,
+        on_failure=Callback(on_job_failure),
+        on_stopped=Callback(on_job_stopped),
+    )
+
+
 def launch_task(user: User, name: str, task_id: str | None = None) -> Task:
     """Create the Task row, commit it, then enqueue its job; the row never outlives a failed enqueue.
 
@@ -161,17 +176,7 @@ def launch_task(user: User, name: str, task_id: str | None = None) -> Task:
     # Announce it before a worker can: published after the enqueue, `queued` could follow `started`.
     publish(task)
     try:
-        task_queue().enqueue(
-            spec.func,
-            task.id,
-            job_id=task.id,
-            description=f"{name} for user {user.id}",
-            job_timeout=current_app.config["TASK_TIMEOUT"],
-            result_ttl=24 * 3600,
-            failure_ttl=7 * 24 * 3600,
-            on_failure=Callback(on_job_failure),
-            on_stopped=Callback(on_job_stopped),
-        )
+        enqueue_job(task)
     except redis.exceptions.RedisError as exc:
         # Pages that showed the `queued` bar learn it ended (best effort: Redis may be the fault).
         publish(task, status="failed", message=_("The task queue is unavailable; nothing was started."),

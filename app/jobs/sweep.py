@@ -8,7 +8,9 @@ is one conditional UPDATE, so a second sweeper or the job itself can never end a
 
 The Task row is the truth: a started task is judged by the heartbeat its job writes into the row,
 never by whether Redis still has the job (after a restart without persistence it has not, while the
-work horse goes on). Only a queued task is judged by Redis: if its job is gone, nothing will run it.
+work horse goes on). Only a queued task is judged by Redis: if its job is gone (a Redis restarted
+without its data, a web process that died between committing the row and enqueuing), the sweep
+enqueues it again, so a launch the user saw accepted is never lost.
 """
 from __future__ import annotations
 
@@ -17,8 +19,9 @@ import os
 import socket
 import time
 import uuid
+from contextlib import nullcontext
 from datetime import timedelta
-from typing import Callable
+from typing import Any, Callable, ContextManager
 
 import redis
 import sqlalchemy as sa
@@ -35,6 +38,7 @@ from app.i18n import task_locale
 from app.jobs import redis_client, task_queue
 from app.jobs.callbacks import WORKER_DIED, end_abandoned
 from app.jobs.imports import remove_orphan_uploads
+from app.jobs.reannounce import reannounce_endings
 from app.logs import log_step
 from app.models import Task, TaskStatus, utcnow
 from app.progress import CANCELED, end_task
@@ -42,7 +46,6 @@ from app.progress import CANCELED, end_task
 log = logging.getLogger(__name__)
 
 # Lazy: written in each task's own language (task_locale around each ending).
-JOB_LOST = _l("The task was lost when the task queue restarted. Please try again.")
 JOB_FAILED = _l("The task failed in the worker. Please try again.")
 SWEEP_LOCK = "microblog:sweep:lock"
 # Who swept last, when, and how many tasks that sweep ended: for operators (and tests).
@@ -59,13 +62,35 @@ def heartbeat_stale(task: Task, limit: timedelta) -> bool:
 UNREADABLE = object()
 
 
+def job_lost(task: Task, job: Job | object | None, enqueue_grace: timedelta) -> bool:
+    """Whether a queued task's job is gone from Redis (not just about to be enqueued)."""
+    # A row is committed a moment before its job is enqueued: give that moment room.
+    return job is None and utcnow() - task.created_at > enqueue_grace
+
+
+def requeue_lost(task: Task) -> bool:
+    """Enqueue again the job of a queued task that Redis lost; False if its kind no longer exists.
+
+    The row is the truth and the job only its copy in Redis: a Redis restarted without its data, or
+    a web process that died between committing the row and enqueuing, lost the job, not the task.
+    Running it twice is harmless: only one run can move the row from queued to started.
+    """
+    from app.jobs import JOBS, enqueue_job
+
+    if task.name not in JOBS:  # a kind this deployment no longer runs
+        return False
+    enqueue_job(task)
+    log.warning("sweep re-enqueued task %s: its job was gone from Redis", task.id)
+    log_step("requeued", task.id, task.user_id, task.created_at, level=logging.WARNING)
+    return True
+
+
 def queued_ending(task: Task, job: Job | object | None, enqueue_grace: timedelta) -> tuple[TaskStatus, str] | None:
     """How a queued task must end because of what became of its job, or None while it waits."""
     if job is None or job is UNREADABLE:
-        # A row is committed a moment before its job is enqueued: give that moment room.
         if utcnow() - task.created_at <= enqueue_grace:
             return None
-        return (TaskStatus.FAILED, JOB_LOST if job is None else JOB_FAILED)
+        return (TaskStatus.FAILED, JOB_FAILED)  # unreadable, or lost and not re-enqueueable
     status = job.get_status(refresh=False)
     if status in (JobStatus.FAILED, JobStatus.FINISHED):
         return (TaskStatus.FAILED, JOB_FAILED)  # the job ended without ever starting its row
@@ -114,6 +139,8 @@ def sweep_abandoned_tasks() -> int:
     queued = [t for t in active if t.status == TaskStatus.QUEUED]
     jobs = fetch_jobs([t.id for t in queued], redis_client()) if queued else {}
     for task in queued:
+        if job_lost(task, jobs[task.id], enqueue_grace) and requeue_lost(task):
+            continue
         ending = queued_ending(task, jobs[task.id], enqueue_grace)
         if ending is None:
             continue
@@ -176,6 +203,7 @@ def sweep_once() -> int | None:
         if not take_sweeper_turn(connection):
             return None
         ended = sweep_abandoned_tasks()
+        reannounce_endings(connection)  # at-least-once terminal events for pages left open
         record_sweep(connection, ended)
         return ended
     except (redis.exceptions.RedisError, sa.exc.SQLAlchemyError, OSError) as exc:
@@ -187,13 +215,15 @@ def sweep_once() -> int | None:
     return None
 
 
-def sweep_forever(app: Flask, wait: Callable[[float], bool]) -> None:
-    """Sweep every SWEEP_INTERVAL seconds until wait(seconds) returns True; never dies of an error."""
+def sweep_forever(app: Flask, wait: Callable[[float], bool], guard: ContextManager[Any] | None = None) -> None:
+    """Sweep every SWEEP_INTERVAL seconds until wait(seconds) returns True; never dies of an error.
+
+    `guard` is held while a sweep uses the database (the worker's fork guard: see worker/runner.py)."""
     from app.jobs.retention import retention_once
 
     while not wait(app.config["SWEEP_INTERVAL"]):
         try:
-            with app.app_context():
+            with guard or nullcontext(), app.app_context():
                 sweep_once()
                 retention_once()  # issue 9: expired export files, one process per interval (a Redis lock)
         except Exception:  # even pushing the context failed: say so, and try again next time

@@ -154,8 +154,9 @@ def test_job_timeout_ends_failed_took_too_long(make_stack):
         watcher.close()
 
 
-def test_stale_rows_from_a_lost_queue_are_swept(make_stack):
-    """Task rows left queued by a Redis that lost its data end failed, so the user can export again."""
+def test_a_queued_export_whose_job_redis_lost_runs_after_all(make_stack):
+    """A Redis that lost its data took the queued job with it, not the task: after the enqueue grace
+    period the sweep enqueues it again, and once a worker is there the export finishes."""
     stack = make_stack(workers=0)
     user = new_user(stack, posts=5)
     watcher = user.socket()
@@ -163,10 +164,12 @@ def test_stale_rows_from_a_lost_queue_are_swept(make_stack):
         task_id = user.export()
         stack.redis.stop()  # no persistence: the job is gone
         stack.redis.start()
-        end = watcher.terminal(task_id, timeout=90)  # the web's sweep, after the enqueue grace period
-        assert end["status"] == "failed" and "lost" in end["message"]
+        wait_until(lambda: stack.redis.client().exists(f"rq:job:{task_id}"), 90,
+                   "the web's sweep to enqueue the lost job again")
+        assert user.get(f"/api/tasks/{task_id}").json()["status"] == "queued"
         stack.start_worker()
-        assert finish(stack, watcher, user.export())["status"] == "finished"
+        assert finish(stack, watcher, task_id)["status"] == "finished"
+        assert user.get(f"/tasks/{task_id}/download").status_code == 200
     finally:
         watcher.close()
 
@@ -189,3 +192,32 @@ def test_snapshot_resent_after_redis_outage(make_stack):
         assert watcher.client.connected
     finally:
         watcher.close()
+
+
+def test_workers_count_again_after_redis_loses_its_data(make_stack):
+    """A Redis restarted without persistence forgets every worker: /healthz says so at once, and
+    counts each live worker again within seconds of Redis returning (never 0 for the rest of
+    their lives), and the worker still runs exports."""
+    import requests
+
+    stack = make_stack(held=False)
+
+    def workers() -> int | None:
+        try:
+            return requests.get(f"{stack.url}/healthz", timeout=5).json().get("workers")
+        except (requests.RequestException, ValueError):
+            return None
+
+    wait_until(lambda: workers() == 1, 30, "/healthz to count the worker")
+    stack.redis.stop()
+    stack.redis.start()  # empty: no worker registered
+    back_at = time.monotonic()
+    wait_until(lambda: workers() == 1, 30, "/healthz to count the worker again")
+    print(f"\nworker registered again {time.monotonic() - back_at:.1f} s after Redis returned")
+    user = new_user(stack, posts=3)
+    watcher = user.socket()
+    try:
+        assert finish(stack, watcher, user.export())["status"] == "finished"
+    finally:
+        watcher.close()
+    assert "registered it again" in stack.workers[0].tail(200)

@@ -348,9 +348,11 @@
 
   function onProgress(t) {
     if (isStale(t)) return;
-    // An ended task stays ended: a late event from another process must not reopen its bar.
-    if (ended[t.task_id] && ACTIVE[t.status]) return;
-    if (!ACTIVE[t.status]) ended[t.task_id] = true;
+    // An ended task stays ended, unless a newer state of its row says it runs again (an operator
+    // reran it): a late event of the earlier run carries an older seq and was dropped just above.
+    // Only an event without a seq (an older publisher) cannot tell, and never reopens a bar.
+    if (ended[t.task_id] && ACTIVE[t.status] && typeof t.seq !== "number") return;
+    if (ACTIVE[t.status]) delete ended[t.task_id]; else ended[t.task_id] = true;
     var before = known[t.task_id];
     latest[t.task_id] = t;
     trackPhase(t);
@@ -366,7 +368,10 @@
   // Bars the server rendered are the floor for later events of the same task.
   each("[data-task-id]", function (bar) {
     var id = bar.getAttribute("data-task-id"), status = bar.getAttribute("data-status");
+    var seq = parseInt(bar.getAttribute("data-seq"), 10);
     seen[id] = Math.max(seen[id] || 0, parseInt(bar.getAttribute("aria-valuenow"), 10) || 0);
+    // The row state the server rendered: events older than it are dropped like any stale one.
+    if (!isNaN(seq)) newestSeq[id] = Math.max(newestSeq[id] || 0, seq);
     if (status) known[id] = status;
     if (!ACTIVE[status]) ended[id] = true;
   });
