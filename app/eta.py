@@ -1,7 +1,6 @@
 """How long a running task has left: the recent rate over a moving window of (time, items) samples."""
 from __future__ import annotations
 
-import math
 import time
 from collections import deque
 from typing import Callable
@@ -44,7 +43,7 @@ class RateEstimator:
         return (c1 - c0) / (t1 - t0)
 
     def eta_seconds(self, total: int | None) -> int | None:
-        """Whole seconds left (rounded up) at the recent rate; None while unknown or not yet telling."""
+        """Whole seconds left (the nearest, at least 1) at the recent rate; None while unknown or not yet telling."""
         if not total or not self._samples:
             return None
         current = self._samples[-1][1]
@@ -53,4 +52,6 @@ class RateEstimator:
             return None
         if current / total < self.min_fraction or self.clock() - self._began < self.min_elapsed:
             return None
-        return math.ceil((total - current) / rate)
+        # The nearest whole second, not the next: in the last seconds of a fast export rounding up
+        # overstated the time left by up to one second, +30 % of the 2.3 s left at half of 2M posts.
+        return max(1, round((total - current) / rate))

@@ -91,6 +91,21 @@ def task_locale(task_id: str, language: str | None = None) -> Iterator[None]:
         yield
 
 
+# CLDR's minimumGroupingDigits: Spanish writes 1234 but 12.345. Browsers (ICU) apply it; Babel does
+# not, so the server's 1.234 and the script's 1234 disagreed on one page. Others group from 1,000.
+MIN_GROUPING_DIGITS = {"es": 2}
+
+
+def format_count(value: int) -> str:
+    """A whole number in the language in use (a page's, or the task's under task_locale), as browsers write it."""
+    from babel.numbers import format_decimal  # Flask-Babel's wrapper has no group_separator
+    from flask_babel import get_locale
+
+    locale = get_locale() or "en"
+    min_digits = MIN_GROUPING_DIGITS.get(getattr(locale, "language", locale), 1)
+    return format_decimal(value, locale=locale, group_separator=abs(value) >= 10 ** (2 + min_digits))
+
+
 # Every word static/js/page.js and tasks.js write, English as the key: base.html hands the scripts
 # this page's translations in <meta name="i18n"> (no inline script: the CSP forbids them).
 # `{name}` placeholders are filled by the scripts' t().

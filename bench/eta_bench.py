@@ -13,7 +13,6 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -54,18 +53,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    report = measure(args.posts, args.db, args.timeout)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+
+
+def measure(posts: int, db: str, timeout: float = 600) -> dict[str, Any]:
+    """One export of `posts` posts on a fresh deployment: the ETA's error at each mark, and the timeline."""
     workdir = Path(tempfile.mkdtemp(prefix="eta-bench-"))
     try:
-        with deployment(args.db, workdir) as stack:
-            user, seeded = new_user(stack, args.posts)
-            print(f"seeded {args.posts:,} posts in {seeded:.1f} s", flush=True)
+        with deployment(db, workdir) as stack:
+            user, seeded = new_user(stack, posts)
+            print(f"seeded {posts:,} posts in {seeded:.1f} s", flush=True)
             watcher = TimedWatcher(stack.url, user.cookie_header())
             try:
                 response = user.http.post(f"{stack.url}/export_posts", data={"csrf_token": user.csrf()},
                                           allow_redirects=False)
                 assert response.status_code == 303, response.status_code
                 task_id = user.tasks()[0]["task_id"]
-                end = watcher.terminal(task_id, args.timeout)
+                end = watcher.terminal(task_id, timeout)
                 events = watcher.of(task_id)
             finally:
                 watcher.close()
@@ -73,16 +80,13 @@ def main(argv: list[str] | None = None) -> None:
         shutil.rmtree(workdir, ignore_errors=True)
     assert end["status"] == "finished", end
     started = next(e["received"] for e in events if e["status"] == "started")
-    report = {"posts": args.posts, "db": args.db, "seed_s": round(seeded, 1),
+    return {"posts": posts, "db": db, "seed_s": round(seeded, 1),
               "export_s": round(end["received"] - started, 2), "events": len(events),
               "load_average_at_end": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count(),
               "marks": errors_at_marks(events),
               # [s since started, posts written, eta_seconds, rate] per event: how the rate moved
               "timeline": [[round(e["received"] - started, 2), e.get("current"), e.get("eta_seconds"), e.get("rate")]
                            for e in events if e["status"] == "started"]}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

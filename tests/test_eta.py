@@ -42,7 +42,19 @@ def test_estimate_follows_the_recent_rate_not_the_average():
         done += 25_000
         eta.add(done)
     assert eta.rate() == pytest.approx(50_000)
-    assert eta.eta_seconds(2_000_000) == (2_000_000 - done) // 50_000
+    assert eta.eta_seconds(2_000_000) == round((2_000_000 - done) / 50_000)
+
+
+def test_estimate_is_the_nearest_second_and_never_zero():
+    """2.2 s left reads 2, 2.6 s reads 3, and 0.3 s still reads 1 (not "0 s left" while running)."""
+    clock = FakeClock()
+    eta = RateEstimator(clock=clock, min_elapsed=0)
+    eta.add(0)
+    clock.tick(1.0)
+    eta.add(1_000_000)  # 1M/s
+    assert eta.eta_seconds(3_200_000) == 2
+    assert eta.eta_seconds(3_600_000) == 3
+    assert eta.eta_seconds(1_300_000) == 1
 
 
 def test_unknown_and_finished_have_no_estimate():

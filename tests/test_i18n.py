@@ -236,3 +236,18 @@ def test_cli_fail_writes_the_default_message_in_the_task_language(app, runner, m
     assert "Ended by an operator" in result.output  # the operator's own output stays English
     with app.app_context():
         assert db.session.get(Task, task_id).message == "Terminada por un operador: la tarea se había atascado."
+
+
+@pytest.mark.parametrize("language, value, written", [
+    ("en", 999, "999"), ("en", 1234, "1,234"), ("en", 2_000_000, "2,000,000"),
+    ("es", 1234, "1234"), ("es", 12_345, "12.345"), ("es", 2_000_000, "2.000.000"),
+])
+def test_counts_are_written_as_the_browser_writes_them(app, language, value, written):
+    """The server groups digits as the pages' script does (`toLocaleString`, CLDR's minimum grouping):
+    Spanish 1234 but 12.345, so one page never shows both 1.234 and 1234."""
+    from flask_babel import force_locale
+
+    from app.i18n import format_count
+
+    with app.test_request_context(), force_locale(language):
+        assert format_count(value) == written

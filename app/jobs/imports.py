@@ -21,6 +21,7 @@ from flask_babel import gettext as _, ngettext
 from rq.timeouts import JobTimeoutException
 
 from app.extensions import db
+from app.i18n import format_count
 from app.jobs.import_file import BACKEND, BadImport, checked_entries, iter_entries, open_upload
 from app.models import Post, Task, TaskStatus, count_new_posts, utcnow
 from app.progress import ProgressPublisher, TaskCanceled, emit_payload, end_task, publish, task_payload, with_db_retry
@@ -253,15 +254,15 @@ class _InsertProgress:
             return
         self.percent, self.last = percent, time.monotonic()
         emit_payload({**self.base, "progress": percent, "current": done, "seq": self.base_seq + done / (self.total + 1),
-                      "message": _("Adding posts: %(done)s of %(total)s…", done=f"{done:,}", total=f"{self.total:,}")}, self.user_id)
+                      "message": _("Adding posts: %(done)s of %(total)s…", done=format_count(done), total=format_count(self.total))}, self.user_id)
 
 
 def finished_message(added: int, skipped: int) -> str:
     """What the finished task says."""
-    message = ngettext("%(count)s post imported.", "%(count)s posts imported.", added, count=f"{added:,}")
+    message = ngettext("%(count)s post imported.", "%(count)s posts imported.", added, count=format_count(added))
     if skipped:
         message += " " + ngettext("%(count)s post skipped as already present.", "%(count)s posts skipped as already present.",
-                                  skipped, count=f"{skipped:,}")
+                                  skipped, count=format_count(skipped))
     return message
 
 
