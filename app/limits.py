@@ -81,3 +81,7 @@ register_per_address = limiter.limit(
 exports_per_user = limiter.limit(
     _config("EXPORT_RATE_LIMIT"), key_func=_user, deduct_when=_export_launched, scope="export",
     error_message=_wait_message(N_("You have started the most exports allowed in an hour.")))
+# Each import stores an upload of up to 20 MB and runs a job: bounded like exports.
+imports_per_user = limiter.limit(
+    _config("IMPORT_RATE_LIMIT"), key_func=_user, methods=["POST"], deduct_when=_export_launched, scope="import",
+    error_message=_wait_message(N_("You have started the most imports allowed in an hour.")))

@@ -52,6 +52,7 @@ def app(database_url: str, tmp_path: Path, redis_server: RedisServer):
         PASSWORD_HASH_METHOD="pbkdf2:sha256:1000",
         POSTS_PER_PAGE=5,
         RATELIMIT_KEY_PREFIX=f"test-{uuid.uuid4().hex}",  # rate-limit counters of one test only
+        IMPORT_RATE_LIMIT="1000 per hour",  # the import tests upload many files; the limit's test sets its own
     )
     with app.app_context():
         upgrade(directory=str(ROOT / "migrations"))

@@ -214,6 +214,7 @@ class Stack:
             # Tests sign up and export a lot from 127.0.0.1; tests of the limits set their own.
             "REGISTER_RATE_LIMIT": "10000 per hour",
             "EXPORT_RATE_LIMIT": "10000 per hour",
+            "IMPORT_RATE_LIMIT": "10000 per hour",
         })
         if self.ports:  # links in emails point at the first web server
             env["PUBLIC_URL"] = self.url

@@ -94,3 +94,31 @@ def test_limits_hold_while_redis_is_down(database_url, tmp_path, make_user):
     assert fail_logins(app, "alice", 4) == [401, 401, 401, 429]
     assert AuthActions(app.test_client()).login("alice").status_code == 429
     assert client.get("/index").status_code == 200
+
+
+def test_imports_per_user(app, make_user):
+    """IMPORT_RATE_LIMIT imports launched in the window, then 429 with a message and no new task."""
+    import io
+
+    alice = make_user("alice")
+    app.config["IMPORT_RATE_LIMIT"] = "2 per hour"
+    auth = AuthActions(app.test_client())
+    auth.login()
+    body = b'{"posts": [{"body": "hello", "timestamp": "2025-01-01T00:00:00Z"}]}'
+
+    def upload():
+        return auth.post("/import_posts", data={"file": (io.BytesIO(body), "posts.json")},
+                         content_type="multipart/form-data")
+
+    for _ in range(2):
+        assert upload().status_code == 303
+        with app.app_context():
+            task_id = db.session.scalar(sa.select(Task.id).where(Task.user_id == alice.id,
+                                                                 Task.status == TaskStatus.QUEUED))
+        set_status(app, task_id, TaskStatus.FINISHED)
+    refused = upload()
+    assert refused.status_code == 429
+    assert "most imports allowed in an hour" in text_of(refused)
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Task)) == 2
+    assert auth._client.get("/import_posts").status_code == 200  # the form itself is never limited

@@ -19,6 +19,7 @@ from werkzeug.wrappers import Response
 from app.extensions import socketio
 from app.jobs import JOBS, active_in_lane, lane_of
 from app.jobs.imports import UPLOAD_MAX_BYTES, remove_upload, upload_path
+from app.limits import imports_per_user
 from app.tasks import bp
 from app.tasks.launch import launch_and_flash
 from app.tasks.routes import _back
@@ -63,6 +64,7 @@ def import_page(error: str | None = None, status: int = 200) -> tuple[str, int]:
 
 @bp.route("/import_posts", methods=["GET", "POST"])
 @login_required
+@imports_per_user
 def import_posts() -> Response | tuple[str, int]:
     """GET: the import form. POST (multipart `file`): store the upload and launch the import."""
     if request.method == "GET":
