@@ -52,6 +52,15 @@ class Config:
         self.POSTS_PER_PAGE = _env_int("POSTS_PER_PAGE", 25)
         # New sockets between first request and end of `on_connect` at once (app/admission.py).
         self.SOCKET_CONNECT_SLOTS = _env_int("SOCKET_CONNECT_SLOTS", 8)
+        # Page requests running at once on eventlet/gevent (app/admission.py): the others wait, so a
+        # progress event waits behind at most this many pages. 0 turns the gate off.
+        self.PAGE_SLOTS = _env_int("PAGE_SLOTS", 1)
+        # Milliseconds a page may hold its slot before the next page goes in beside it (it is then
+        # waiting on I/O, not using the CPU).
+        self.PAGE_LEASE_MS = _env_int("PAGE_LEASE_MS", 500)
+        # Web process: seconds between the garbage collections that walk every object (app/gc_policy.py);
+        # the ones in between skip what survived the last. 0 leaves CPython's collector as it is.
+        self.GC_FULL_INTERVAL = _env_int("GC_FULL_INTERVAL", 600)
         # Seconds an export may run before RQ stops it; generous, a million posts take ~10 s.
         self.TASK_TIMEOUT = _env_int("TASK_TIMEOUT", 3600)
         # How often a process looks for tasks whose job died with its worker.
@@ -97,6 +106,7 @@ class Config:
         self.LOGIN_RATE_LIMIT = os.environ.get("LOGIN_RATE_LIMIT") or "10 per 15 minutes"
         self.LOGIN_ADDRESS_RATE_LIMIT = os.environ.get("LOGIN_ADDRESS_RATE_LIMIT") or "100 per 15 minutes"
         self.EXPORT_RATE_LIMIT = os.environ.get("EXPORT_RATE_LIMIT") or "10 per hour"
+        self.IMPORT_RATE_LIMIT = os.environ.get("IMPORT_RATE_LIMIT") or "10 per hour"
         self.REGISTER_RATE_LIMIT = os.environ.get("REGISTER_RATE_LIMIT") or "20 per hour"
         self.RESET_RATE_LIMIT = os.environ.get("RESET_RATE_LIMIT") or "10 per hour"
         self.MAX_SOCKETS_PER_USER = _env_int("MAX_SOCKETS_PER_USER", 20)

@@ -44,7 +44,7 @@ def main() -> None:
     patch_psycopg()  # psycopg2 waits cooperatively instead of blocking every socket
     # PyMySQL (mysql+pymysql://) needs nothing: it is pure Python on the sockets the patch greened.
     load_dotenv()
-    from app import create_app
+    from app import create_app, gc_policy
     from app.extensions import socketio
     from app.jobs.sweep import sweep_forever
 
@@ -55,13 +55,28 @@ def main() -> None:
         return False  # the web process sweeps for as long as it serves
 
     socketio.start_background_task(sweep_forever, app, wait)
+    # Full garbage collections would freeze every socket of the process for ~1 s at 10,000 sockets.
+    gc_policy.install(app.config["GC_FULL_INTERVAL"], socketio.start_background_task, socketio.sleep)
     port = int(os.environ.get("PORT") or app.config["PORT"])
     host = os.environ.get("HOST", "127.0.0.1")
     # Simultaneous connections: eventlet's WSGI server calls the cap max_size, gevent's a spawn pool.
     max_connections = int(os.environ.get("MAX_CONNECTIONS", "10000"))
-    limit = {"spawn": max_connections} if ASYNC_MODE == "gevent" else {"max_size": max_connections}
+    log_output = os.environ.get("ACCESS_LOG", "") == "1"
     print(f"Microblog is serving on http://{host}:{port} ({ASYNC_MODE})", flush=True)
-    socketio.run(app, host=host, port=port, log_output=os.environ.get("ACCESS_LOG", "") == "1", **limit)
+    if ASYNC_MODE == "gevent":
+        socketio.run(app, host=host, port=port, log_output=log_output, spawn=max_connections)
+        return
+    # What socketio.run does for eventlet, with a listen backlog of our own: its 50 made the kernel
+    # drop most of a connect storm's handshakes (ListenOverflows), and each dropped client waited
+    # 1 s, 3 s, 7 s... to try again. The kernel caps it at net.core.somaxconn.
+    import eventlet.green.socket
+    import eventlet.wsgi
+
+    from app.admission import PacedListener
+
+    family, _, _, _, address = eventlet.green.socket.getaddrinfo(host, port)[0]  # as socketio.run: IPv6 too
+    listener = eventlet.listen(address, family, backlog=int(os.environ.get("LISTEN_BACKLOG", "4096")))
+    eventlet.wsgi.server(PacedListener(listener), app, log_output=log_output, max_size=max_connections)
 
 
 if __name__ == "__main__":

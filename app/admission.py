@@ -1,4 +1,4 @@
-"""Admission of new Socket.IO connections at a pace the hub can absorb.
+"""Admission of new Socket.IO connections, of page requests and of closes, at a pace the hub can absorb.
 
 A storm of connects (a server restart, a network blip) would otherwise put thousands of half-done
 handshakes in the hub's run queue at once, and every relay to users already connected waits a
@@ -9,6 +9,7 @@ loses its slot after LEASE seconds, so a few stalled clients cannot hold the doo
 """
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
 from typing import Any, Callable, Iterable
@@ -16,46 +17,181 @@ from typing import Any, Callable, Iterable
 ENVIRON_KEY = "microblog.admitted"  # the callable on_connect calls once it is done
 
 
+class LeasedSlots:
+    """A green semaphore whose slots are leases: a holder past `lease` seconds loses its slot to the next."""
+
+    def __init__(self, slots: int, lease: float) -> None:
+        self.slots = threading.BoundedSemaphore(slots)  # green under eventlet's monkey patch
+        self.lease = lease
+        self.holders: dict[Callable[[], None], float] = {}  # release → when its slot was taken
+
+    def take(self, wait: float) -> Callable[[], None] | None:
+        """Wait up to `wait` seconds for a slot; its release (idempotent), or None if none came."""
+        if not self._acquire(wait):
+            return None
+        held = [True]
+
+        def release() -> None:
+            if held[0]:
+                held[0] = False
+                self.holders.pop(release, None)
+                self.slots.release()
+
+        self.holders[release] = time.monotonic()
+        return release
+
+    def _acquire(self, wait: float) -> bool:
+        """Wait for a slot, taking over those held past the lease; False after `wait` seconds."""
+        deadline = time.monotonic() + wait
+        while not self.slots.acquire(timeout=max(0.0, min(self.lease, deadline - time.monotonic()))):
+            now = time.monotonic()
+            for release, since in list(self.holders.items()):
+                if now - since > self.lease:
+                    release()  # a stalled holder: its slot goes to the next one waiting
+            if now >= deadline:
+                return self.slots.acquire(blocking=False)
+        return True
+
+
 class ConnectAdmission:
     """WSGI middleware: a semaphore around the handshake of every new Engine.IO connection."""
 
     def __init__(self, wsgi_app: Callable, slots: int, lease: float = 2.0, wait: float = 60.0) -> None:
         self.wsgi_app = wsgi_app
-        self.slots = threading.BoundedSemaphore(slots)  # green under eventlet's monkey patch
-        self.lease, self.wait = lease, wait
-        self.holders: dict[Callable[[], None], float] = {}  # release → when its slot was taken
+        self.gate = LeasedSlots(slots, lease)
+        self.wait = wait
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         query = environ.get("QUERY_STRING", "")
         if "EIO=" not in query or "sid=" in query:  # pages, and packets of established sessions
             return self.wsgi_app(environ, start_response)
-        held = [self._acquire()]
-
-        def admitted() -> None:
-            if held[0]:
-                held[0] = False
-                self.holders.pop(admitted, None)
-                self.slots.release()
-
-        if held[0]:
-            self.holders[admitted] = time.monotonic()
-        environ[ENVIRON_KEY] = admitted
+        # Paces, never refuses: after `wait` seconds without a slot the handshake goes in anyway.
+        release = self.gate.take(self.wait) or (lambda: None)
+        environ[ENVIRON_KEY] = release
         try:
             return self.wsgi_app(environ, start_response)
         finally:
-            admitted()  # a websocket returns only when it closes; polling at once
+            release()  # a websocket returns only when it closes; polling at once
 
-    def _acquire(self) -> bool:
-        """Wait for a slot, reclaiming those held longer than the lease; False after `wait` seconds."""
-        deadline = time.monotonic() + self.wait
-        while not self.slots.acquire(timeout=self.lease):
-            now = time.monotonic()
-            for release, since in list(self.holders.items()):
-                if now - since > self.lease:
-                    release()  # a stalled handshake: its slot goes to the next connection
-            if now > deadline:
-                return False
-        return True
+
+class PageAdmission:
+    """WSGI middleware: at most SLOTS page requests run the application at once.
+
+    On eventlet's hub a page is one long stretch of CPU (the ORM, Jinja; SQLite's queries do not
+    even yield), and the hub runs every ready greenlet in turn: with 200 pages in flight, the
+    greenlet relaying a user's progress event waits behind all of them (a second and more, measured
+    by `make bench`'s push_pages). Here the pages queue on a green semaphore, so the relays wait at
+    most SLOTS pages; throughput stays what one core gives. Socket.IO traffic passes by (ConnectAdmission
+    paces it). A page that waits longer than `wait` seconds gets a 503 with Retry-After.
+
+    A slot is a lease of `lease` seconds (PAGE_LEASE_MS), far longer than any page's CPU: a page that holds it longer
+    is waiting on I/O (a database or Redis that is slow or down, where each call may wait for its
+    connect timeout), and the next page goes in. So the gate orders CPU, and an outage degrades to
+    the ungated behaviour instead of queueing every page behind one that waits.
+    """
+
+    BUSY = b"The server is busy; try again in a few seconds.\n"
+
+    def __init__(self, wsgi_app: Callable, slots: int, wait: float = 30.0, max_body: int | None = None,
+                 lease: float = 0.05) -> None:
+        self.wsgi_app = wsgi_app
+        self.gate = LeasedSlots(slots, lease)
+        self.wait = wait
+        self.max_body = max_body
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        if "EIO=" in environ.get("QUERY_STRING", ""):
+            return self.wsgi_app(environ, start_response)
+        self._buffer_body(environ)
+        release = self.gate.take(self.wait)
+        if release is None:
+            start_response("503 Service Unavailable", [("Content-Type", "text/plain; charset=utf-8"),
+                                                       ("Retry-After", "5"), ("Content-Length", str(len(self.BUSY)))])
+            return [self.BUSY]
+        try:
+            # A page never yields while it runs, so a gate alone would never have waiters: the hub
+            # wakes every ready connection in one poll and runs them back to back. Yielding once while
+            # holding the slot makes the rest of that batch wait here, and the relays run in between.
+            time.sleep(0)
+            # The view runs here; a streamed body (a download) is sent after the slot is free.
+            return self.wsgi_app(environ, start_response)
+        finally:
+            release()
+
+    def _buffer_body(self, environ: dict[str, Any]) -> None:
+        """Read a request's body from the client before the page takes a slot.
+
+        The view would read it inside the slot, and a slow upload (an import file over a bad line,
+        or a client that never sends its body) would hold every other page at the door. Bodies over
+        the app's limit are left unread: Flask refuses them with a 413 without reading. A chunked
+        body (no Content-Length; browsers never send one) is still read inside the slot.
+        """
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return
+        if length <= 0 or (self.max_body is not None and length > self.max_body):
+            return
+        body = tempfile.SpooledTemporaryFile(max_size=1024 * 1024)  # big uploads go to disk, not memory
+        stream, left = environ["wsgi.input"], length
+        while left > 0:
+            chunk = stream.read(min(left, 64 * 1024))
+            if not chunk:  # the client stopped short: the view sees what came, as it would have
+                break
+            body.write(chunk)
+            left -= len(chunk)
+        body.seek(0)
+        environ["wsgi.input"] = body
+
+
+class DisconnectPacing:
+    """Runs the close handling of ended connections a few at a time.
+
+    When thousands of clients leave at once (a network blip, a proxy restart), their reader
+    greenlets all wake in one turn of the hub, and each would run its whole close (Socket.IO's
+    bookkeeping, our handler) back to back: 5,000 closes were one 2.5 s stall of every relay
+    (`make bench`'s storm). Here each close waits for a slot and yields once inside it, so a relay
+    waits behind at most `slots` closes; the storm takes longer to absorb, nobody else waits for it.
+    A close does no I/O, so unlike the gates above it needs no lease: a lease makes every waiter
+    wake each period to look for stalled holders, and thousands of waiters would then be the stall.
+    Paces, never refuses: a close that waited `wait` seconds goes ahead anyway.
+    """
+
+    def __init__(self, slots: int = 1, wait: float = 60.0) -> None:
+        self.slots = threading.Semaphore(slots)  # green under eventlet's monkey patch
+        self.wait = wait
+
+    def __call__(self, close: Callable[[], Any]) -> Any:
+        """Run `close` in its turn; its result."""
+        got = self.slots.acquire(timeout=self.wait)
+        try:
+            time.sleep(0)  # see PageAdmission: the rest of this turn's closes wait at the door
+            return close()
+        finally:
+            if got:
+                self.slots.release()
+
+
+class PacedListener:
+    """The server's listening socket, yielding to the hub after each connection it accepts.
+
+    eventlet's WSGI server accepts in a loop that only yields once the kernel's queue is empty: a
+    storm of 5,000 queued connects became 5,000 green threads started in one turn of the hub, each
+    parsing its request before any gate (a 1 s stall of every relay). One accept per turn keeps a
+    turn's work to a connection or two; the hub turns over thousands of times a second.
+    """
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+
+    def accept(self) -> tuple[Any, Any]:
+        """Accept one connection, then let the rest of the hub run before the next."""
+        accepted = self._sock.accept()
+        time.sleep(0)
+        return accepted
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
 
 
 def admitted(environ: dict[str, Any]) -> None:

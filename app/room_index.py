@@ -3,6 +3,7 @@
 python-socketio's `BaseManager.basic_disconnect` (and `get_rooms`) scan every room of the
 namespace, and each connected socket has a room of its own: N sockets leaving at once cost
 O(N²) of hub time (py-spy: 60% of a disconnect storm in that scan, a 2 s stall at 2,000 sockets).
+The same goes for the list of clients being disconnected, kept here as a set.
 """
 from __future__ import annotations
 
@@ -31,6 +32,16 @@ class RoomIndexMixin:
             rooms.discard(room)
             if not rooms:
                 del self._memberships[(namespace, sid)]
+
+    def pre_disconnect(self, sid: str, namespace: str) -> Any:
+        """Mark a client as leaving; a set where BaseManager keeps a list.
+
+        `is_connected` (every emit to a socket, every disconnect) looks the sid up there, and a
+        storm of disconnects fills it: a list made that O(N) per lookup, O(N²) for the storm (py-spy:
+        a sixth of a 3,000-socket disconnect storm).
+        """
+        self.pending_disconnect.setdefault(namespace, set()).add(sid)
+        return self.rooms[namespace][None].get(sid)
 
     def basic_disconnect(self, sid: str, namespace: str, **kwargs: Any) -> None:
         """What BaseManager.basic_disconnect does, with the index instead of a scan of all rooms."""

@@ -17,6 +17,7 @@ import redis
 from flask import Flask, current_app, request
 from flask_socketio import ConnectionRefusedError
 
+from app.admission import DisconnectPacing
 from app.extensions import socketio
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,11 @@ def init_app(app: Flask) -> None:
     if eio is None or getattr(eio, "_microblog_guarded", False):
         return
     trigger = eio._trigger_event
+    pacing = DisconnectPacing()
+    # Closes noticed by the connection's own reader (the client left): paced. Not a ping timeout,
+    # which the relay itself can notice while sending (it must never wait at a gate), nor a close
+    # the server asked for (logout, a refusal).
+    paced = {eio.reason.CLIENT_DISCONNECT, eio.reason.TRANSPORT_CLOSE, eio.reason.TRANSPORT_ERROR}
 
     def guarded(event: str, *args: Any, **kwargs: Any) -> Any:
         # Checked before engine.io spawns a green thread for the packet: a flood costs a dict lookup.
@@ -52,6 +58,8 @@ def init_app(app: Flask) -> None:
             raise engineio.exceptions.SocketIsClosedError()
         if event == "disconnect":
             _budgets.pop(args[0], None)
+            if len(args) > 1 and args[1] in paced:
+                return pacing(lambda: trigger(event, *args, **kwargs))
         return trigger(event, *args, **kwargs)
 
     eio._trigger_event = guarded
@@ -108,14 +116,8 @@ def admit(user_id: int, sid: str) -> None:
 
 
 def forget(sid: str) -> None:
-    """A socket closed: it no longer counts for its user."""
-    user_id = _socket_users.pop(sid, None)
-    if user_id is None:
-        return
-    try:
-        current_app.extensions["redis"].zrem(user_sockets_key(user_id), sid)
-    except redis.exceptions.RedisError:
-        pass  # it ages out after STALE_AFTER
+    """A socket closed: stop vouching for it (app.sockets removes it from the count, batched)."""
+    _socket_users.pop(sid, None)
 
 
 def _start_refresher(app: Flask) -> None:

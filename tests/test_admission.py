@@ -4,7 +4,7 @@ from __future__ import annotations
 import threading
 import time
 
-from app.admission import ConnectAdmission, admitted
+from app.admission import ConnectAdmission, DisconnectPacing, PacedListener, admitted
 
 NEW_SOCKET = {"QUERY_STRING": "EIO=4&transport=websocket", "PATH_INFO": "/socket.io/"}
 
@@ -66,3 +66,185 @@ def test_pages_and_established_sockets_pass_ungated():
         assert time.monotonic() - began < 1
     app.finish.set()
     holder.join(5)
+
+
+class Pages:
+    """A WSGI app that counts the pages running in it at once and holds each until released."""
+
+    def __init__(self) -> None:
+        self.running = self.most = 0
+        self.lock = threading.Lock()
+        self.finish = threading.Event()
+
+    def __call__(self, environ, start_response):
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        if not environ.get("quick"):
+            self.finish.wait(5)
+        with self.lock:
+            self.running -= 1
+        start_response("200 OK", [])
+        return [b"page"]
+
+
+def test_pages_run_at_most_slots_at_once_and_socket_traffic_passes_by():
+    """Two slots: six pages in flight never run more than two at a time; a socket handshake is not held up."""
+    from app.admission import PageAdmission
+
+    app = Pages()
+    gate = PageAdmission(app, slots=2, wait=5, lease=10)
+    threads = [threading.Thread(target=gate, args=({"QUERY_STRING": ""}, lambda *a: None), daemon=True)
+               for _ in range(6)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 3
+    while app.running < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    began = time.monotonic()
+    assert gate({**NEW_SOCKET, "quick": True}, lambda *a: None) == [b"page"]
+    assert time.monotonic() - began < 1
+    app.finish.set()
+    for t in threads:
+        t.join(5)
+    assert app.most == 3  # the two pages, and the handshake that passed by
+    assert app.running == 0
+
+
+def test_a_page_that_waits_too_long_gets_a_503_with_a_reason():
+    """A page that cannot get a slot within `wait` is told the server is busy, with Retry-After."""
+    from app.admission import PageAdmission
+
+    app = Pages()
+    gate = PageAdmission(app, slots=1, wait=0.2, lease=10)
+    holder = threading.Thread(target=gate, args=({"QUERY_STRING": ""}, lambda *a: None), daemon=True)
+    holder.start()
+    time.sleep(0.05)
+    answered: list = []
+    body = gate({"QUERY_STRING": "", "quick": True}, lambda status, headers: answered.append((status, dict(headers))))
+    app.finish.set()
+    holder.join(5)
+    assert answered[0][0] == "503 Service Unavailable" and answered[0][1]["Retry-After"] == "5"
+    assert b"busy" in b"".join(body)
+
+
+class SlowBody:
+    """A request body that arrives only when the test says so (a slow upload)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.arrived = data, threading.Event()
+
+    def read(self, n: int = -1) -> bytes:
+        self.arrived.wait(5)
+        chunk, self.data = self.data[:n], self.data[n:]
+        return chunk
+
+
+def test_a_slow_upload_does_not_hold_the_slot_and_its_view_gets_the_whole_body():
+    """With one slot, a page still runs while another request's body is on its way; that body is intact."""
+    from app.admission import PageAdmission
+
+    bodies: list[bytes] = []
+
+    def app(environ, start_response):
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        if length:
+            bodies.append(environ["wsgi.input"].read(length))
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    gate = PageAdmission(app, slots=1, wait=0.5, max_body=1000, lease=10)
+    upload = SlowBody(b"posts=" + b"y" * 500)
+    slow = threading.Thread(target=gate, args=({"QUERY_STRING": "", "CONTENT_LENGTH": "506", "wsgi.input": upload},
+                                               lambda *a: None), daemon=True)
+    slow.start()
+    time.sleep(0.05)
+    answered: list = []
+    assert gate({"QUERY_STRING": ""}, lambda status, headers: answered.append(status)) == [b"ok"]
+    assert answered == ["200 OK"]  # not a 503: the upload was not holding the slot
+    upload.arrived.set()
+    slow.join(5)
+    assert bodies == [b"posts=" + b"y" * 500]
+
+
+def test_a_body_over_the_limit_is_left_for_flask_to_refuse():
+    """An oversized body is not read (Flask answers 413 without reading it)."""
+    from app.admission import PageAdmission
+
+    seen: list = []
+    gate = PageAdmission(lambda environ, sr: seen.append(environ["wsgi.input"]) or [b""], slots=1, max_body=10)
+    original = SlowBody(b"z" * 100)
+    original.arrived.set()
+    gate({"QUERY_STRING": "", "CONTENT_LENGTH": "100", "wsgi.input": original}, None)
+    assert seen == [original] and original.data == b"z" * 100
+
+
+def test_a_page_waiting_on_io_past_the_lease_lets_the_next_one_in():
+    """One slot: a page stuck on a slow database holds the next page up for about the lease, not until it ends."""
+    from app.admission import PageAdmission
+
+    app = Pages()
+    gate = PageAdmission(app, slots=1, wait=5, lease=0.1)
+    stuck = threading.Thread(target=gate, args=({"QUERY_STRING": ""}, lambda *a: None), daemon=True)
+    stuck.start()  # holds the slot until app.finish (5 s at most)
+    time.sleep(0.02)
+    began = time.monotonic()
+    assert gate({"QUERY_STRING": "", "quick": True}, lambda *a: None) == [b"page"]
+    waited = time.monotonic() - began
+    app.finish.set()
+    stuck.join(5)
+    assert 0.05 <= waited < 1.0  # it waited its turn (the lease), then went in beside the stuck page
+
+
+def test_closes_run_one_at_a_time_and_each_gets_its_result():
+    """DisconnectPacing: with one slot, concurrent closes never overlap; a failing close frees its slot."""
+    pacing = DisconnectPacing(slots=1)
+    running, overlaps, results = [0], [], []
+    lock = threading.Lock()
+
+    def close(n: int) -> int:
+        with lock:
+            running[0] += 1
+            overlaps.append(running[0])
+        time.sleep(0.01)
+        with lock:
+            running[0] -= 1
+        if n == 3:
+            raise RuntimeError("a handler failed")
+        return n
+
+    def one(n: int) -> None:
+        try:
+            results.append(pacing(lambda: close(n)))
+        except RuntimeError:
+            results.append("failed")
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(5)
+    assert max(overlaps) == 1
+    assert sorted(r for r in results if r != "failed") == [0, 1, 2, 4, 5, 6, 7] and results.count("failed") == 1
+
+
+def test_paced_listener_yields_after_each_accept(monkeypatch):
+    """PacedListener hands back what accept returned and lets the hub run before the next accept."""
+    import app.admission as admission
+
+    class Listening:
+        family = "AF_INET"
+
+        def __init__(self) -> None:
+            self.accepted = 0
+
+        def accept(self):
+            self.accepted += 1
+            return (f"conn{self.accepted}", ("127.0.0.1", 1000 + self.accepted))
+
+    yields = []
+    monkeypatch.setattr(admission.time, "sleep", lambda s: yields.append(s))
+    listener = PacedListener(Listening())
+    assert listener.accept() == ("conn1", ("127.0.0.1", 1001))
+    assert listener.accept()[0] == "conn2"
+    assert yields == [0, 0] and listener.family == "AF_INET"

@@ -223,3 +223,20 @@ def test_overrides_win_over_environment(clean_env, instance_dir, tmp_path):
     assert build_app(tmp_path).config["POSTS_PER_PAGE"] == 3
     assert build_app(tmp_path, POSTS_PER_PAGE=7).config["POSTS_PER_PAGE"] == 7
 
+
+
+def test_the_worker_app_carries_no_migration_machinery():
+    """The worker's app never imports Alembic (~22 MB each work horse would carry); `flask db` still works."""
+    import subprocess
+    import sys
+
+    from tests.harness import ROOT
+
+    probe = ("import sys; from app import create_app; "
+             "create_app(SOCKETIO_ASYNC_MODE='threading', SOCKETIO_MESSAGE_QUEUE=None, MIGRATIONS=False); "
+             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('alembic', 'flask_migrate', 'eventlet')))")
+    worker = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert worker.stdout.strip() == "[]"
+    cli = subprocess.run([sys.executable, "-m", "flask", "db", "--help"], cwd=ROOT, capture_output=True, text=True,
+                         env={**__import__("os").environ, "FLASK_APP": "app:create_app"})
+    assert cli.returncode == 0 and "upgrade" in cli.stdout

@@ -170,3 +170,37 @@ def test_cross_origin_socket_refused(app, alice, subtests):
         with subtests.test(origin=origin):
             response = browser.get("/socket.io/?EIO=4&transport=polling", headers={"Origin": origin})
             assert response.status_code == status
+
+
+def test_socket_events_leave_no_routing_exception(app, client):
+    """Flask-SocketIO runs every socket event in a request context for the Socket.IO path: that path has
+    a rule, so no NotFound (and its traceback, a reference cycle per event) is made, whether the
+    connection began as a poll or a WebSocket upgrade; HTTP on that path still reaches Engine.IO."""
+    from flask import request
+
+    upgrade = {"HTTP_UPGRADE": "websocket", "HTTP_CONNECTION": "Upgrade"}
+    for environ in ({}, upgrade):
+        with app.test_request_context("/socket.io/", query_string="EIO=4&transport=websocket",
+                                      environ_base=environ):
+            assert request.routing_exception is None
+    response = client.get("/socket.io/?EIO=4&transport=polling")
+    assert response.status_code == 200 and response.get_data(as_text=True).startswith("0{")
+
+
+def test_closed_socket_stops_counting(app, alice):
+    """Closing a socket takes it off the connected-sockets gauge and its user's count (batched)."""
+    from app.ops.process_metrics import SOCKETS_CONNECTED
+    from app.socket_limits import user_sockets_key
+    from tests.harness import wait_until
+
+    client, _ = logged_in(app, "alice")
+    before = SOCKETS_CONNECTED._value.get()
+    sio = socket_client(app, client)
+    assert sio.is_connected() and SOCKETS_CONNECTED._value.get() == before + 1
+    redis = app.extensions["redis"]
+    with app.app_context():
+        key = user_sockets_key(alice.id)
+    assert redis.zcard(key) == 1
+    sio.disconnect()
+    assert SOCKETS_CONNECTED._value.get() == before
+    wait_until(lambda: redis.zcard(key) == 0, 5, "the closed socket leaving its user's count")
