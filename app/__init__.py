@@ -13,13 +13,16 @@ import sqlalchemy as sa
 from flask import Flask
 
 from app.logs import configure_logging
-from app import security
-from app.extensions import babel, bootstrap, csrf, db, login, mail, migrate, socketio
+from app.extensions import babel, db, login, mail, socketio
 from config import Config, normalize_database_url
 
 
 def create_app(config: Config | None = None, **overrides: Any) -> Flask:
-    """Build a configured app; `overrides` win over the environment (tests use them)."""
+    """Build a configured app; `overrides` win over the environment (tests use them).
+
+    WEB=False builds only what jobs use (the worker's app): database, mail, Babel, Redis and the
+    templates' filters, without pages, sockets, forms, limits, operations or commands.
+    """
     app = Flask(__name__)
     app.config.from_object(config or Config())
     app.config.update(overrides)
@@ -29,11 +32,25 @@ def create_app(config: Config | None = None, **overrides: Any) -> Flask:
         app.config["SECRET_KEY"] = _instance_secret_key(app.instance_path)
     configure_logging(app.config)
     register_extensions(app)
+    if app.config.get("WEB", True):
+        register_web(app)
+    return app
+
+
+def register_web(app: Flask) -> None:
+    """Everything a process serving pages (or the `flask` command) needs and a job never uses.
+
+    Skipped by the worker (WEB=False): every work horse is a fork of the worker, and its resident
+    memory counts every page it shares with it, so each module the worker imports weighs on every job.
+    """
+    from app import security
+
+    register_web_extensions(app)
+    init_socketio(app)
     register_blueprints(app)
     security.init_app(app)
     register_cli(app)
     app.shell_context_processor(_shell_context)
-    return app
 
 
 def _instance_secret_key(instance_path: str) -> str:
@@ -77,7 +94,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def register_extensions(app: Flask) -> None:
-    """Bind every extension to the app."""
+    """Bind the extensions jobs use as well as pages: database, mail, Babel, Redis, the filters."""
+    from app import formatting
+
     uri = app.config["SQLALCHEMY_DATABASE_URI"]
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:///:memory:"):
         os.makedirs(os.path.dirname(uri[len("sqlite:///"):]) or ".", exist_ok=True)
@@ -85,25 +104,32 @@ def register_extensions(app: Flask) -> None:
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             sa.event.listen(db.engine, "connect", _sqlite_pragmas)
-    migrate.init_app(app, db, render_as_batch=True)
-    login.init_app(app)
-    csrf.init_app(app)
+    if app.config.get("MIGRATIONS", True):
+        register_migrations(app)
     mail.init_app(app)
-    bootstrap.init_app(app)
     from app.i18n import inject_languages, select_locale
 
     babel.init_app(app, locale_selector=select_locale)
-    app.context_processor(inject_languages)
+    app.context_processor(inject_languages)  # emails too: `<html lang>`
+    formatting.init_app(app)
     app.extensions["redis"] = redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(
         app.config["REDIS_URL"], max_connections=64, timeout=5, socket_connect_timeout=2, socket_timeout=10,
     ))
-    init_socketio(app)
+
+
+def register_web_extensions(app: Flask) -> None:
+    """Bind the extensions of pages alone: logins, CSRF, Bootstrap."""
+    from app.web_extensions import bootstrap, csrf
+
+    login.init_app(app)
+    csrf.init_app(app)
+    bootstrap.init_app(app)
 
 
 def init_socketio(app: Flask) -> None:
     """The Socket.IO server; with a message queue it relays what workers publish."""
     from app.socket_queue import ResyncRedisManager
-    from app.sockets import resync_all_users
+    from app.sockets import on_disconnect, resync_all_users
 
     options: dict[str, Any] = {"async_mode": app.config["SOCKETIO_ASYNC_MODE"]}
     queue_url = app.config.get("SOCKETIO_MESSAGE_QUEUE")
@@ -119,11 +145,28 @@ def init_socketio(app: Flask) -> None:
         options["client_manager"] = IndexedManager()
     options["cors_allowed_origins"] = origin_checker(app.config.get("SOCKETIO_ORIGINS") or [])
     socketio.init_app(app, **options)
-    from app.admission import ConnectAdmission
+    socketio.server.on("disconnect", on_disconnect, namespace="/")  # no request context: see on_disconnect
+    # Flask-SocketIO pushes a request context for every socket event, and Flask routes it. Without a
+    # rule for the Socket.IO path each one raised NotFound and kept it on the request: a reference
+    # cycle (traceback -> frames -> context -> request) of ~70 objects per event that only a full
+    # garbage collection could free (app/gc_policy.py). HTTP never reaches this rule: the
+    # Socket.IO middleware answers that path before Flask does.
+    for websocket in (False, True):  # the connection's first request was a poll or a WebSocket upgrade
+        app.add_url_rule(socketio.sockio_mw.engineio_path, "socketio", _socketio_path_only, websocket=websocket)
+    from app.admission import ConnectAdmission, PageAdmission
 
     # Outside Flask-SocketIO's middleware: a storm of handshakes is paced before any of it runs.
     app.wsgi_app = ConnectAdmission(app.wsgi_app, app.config["SOCKET_CONNECT_SLOTS"])
+    if app.config["SOCKETIO_ASYNC_MODE"] in ("eventlet", "gevent") and app.config["PAGE_SLOTS"]:
+        # Only a cooperative hub needs it: OS threads are preempted, a greenlet runs until it yields.
+        app.wsgi_app = PageAdmission(app.wsgi_app, app.config["PAGE_SLOTS"], max_body=app.config["MAX_CONTENT_LENGTH"],
+                                     lease=app.config["PAGE_LEASE_MS"] / 1000)
     app.extensions["progress_emitter"] = socketio
+
+
+def _socketio_path_only() -> tuple[str, int]:
+    """The Socket.IO path's rule (see init_socketio); the middleware answers it before Flask can."""
+    return "Not Found", 404
 
 
 def origin_checker(extra: list[str]) -> Callable[[str | None, dict], bool]:
@@ -175,6 +218,14 @@ def register_operations(app: Flask) -> None:
     app.register_blueprint(ops_bp)
     init_dashboard(app)
     app.jinja_env.globals["task_expired"] = is_expired
+
+
+def register_migrations(app: Flask) -> None:
+    """`flask db …` (Flask-Migrate). Imported here, not in app.extensions: Alembic is ~22 MB that the
+    worker (MIGRATIONS=False) and each work horse forked from it would carry for nothing."""
+    from flask_migrate import Migrate
+
+    Migrate(app, db, render_as_batch=True)
 
 
 def register_cli(app: Flask) -> None:

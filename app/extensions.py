@@ -1,12 +1,13 @@
-"""Extension objects, unconfigured: `create_app` binds them to an app."""
+"""Extension objects, unconfigured: `create_app` binds them to an app. The worker's app uses them too.
+
+Flask-Migrate is not among them: it imports Alembic (~22 MB resident), which only `flask db` needs,
+and every work horse is a fork of the worker's memory (see `register_migrations`). Nor are the
+extensions of pages alone (CSRF, Bootstrap): they live in app.web_extensions, for the same reason."""
 from flask_babel import Babel, lazy_gettext as _l
-from flask_bootstrap import Bootstrap5
 from flask_login import LoginManager
 from flask_mail import Mail
-from flask_migrate import Migrate
 from flask_socketio import SocketIO
 from flask_sqlalchemy import SQLAlchemy
-from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import MetaData
 
 from app import mysql as _mysql  # noqa: F401  (DATETIME(6) on MySQL/MariaDB)
@@ -21,12 +22,9 @@ NAMING_CONVENTION = {
 }
 
 db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))
-migrate = Migrate()
 login = LoginManager()
 login.login_view = "auth.login"
 login.login_message = _l("Please log in to access this page.")
-csrf = CSRFProtect()
 mail = Mail()
-bootstrap = Bootstrap5()
 babel = Babel()
 socketio = SocketIO()

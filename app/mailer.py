@@ -4,6 +4,8 @@ Flask-Mail 0.10 cannot address `ü@example.com` (its sanitize_address raises Uni
 so messages are built with `email.message.EmailMessage` and handed to smtplib's `send_message`,
 which uses SMTPUTF8 when an address needs it and the server offers it (and raises
 SMTPNotSupportedError when it does not). Flask-Mail still opens the connection (TLS, login).
+A message with a file attached by `attach_file` is sent by app/mail_stream.py, which reads the file
+while it writes the message (same rules), so an attachment never sits whole in memory.
 """
 from __future__ import annotations
 
@@ -17,6 +19,9 @@ from typing import Iterator
 from flask import current_app
 
 from app.extensions import mail
+from app.mail_stream import FileAttachment, attach_file, send_with_file
+
+__all__ = ["FileAttachment", "attach_file", "new_message", "send"]
 
 
 def new_message(subject: str, sender: str, recipient: str) -> EmailMessage:
@@ -41,9 +46,13 @@ def _socket_timeout(seconds: float) -> Iterator[None]:
         socket.setdefaulttimeout(previous)
 
 
-def send(msg: EmailMessage) -> None:
-    """Send msg through the configured SMTP server (nothing is sent when MAIL_SUPPRESS_SEND is on)."""
+def send(msg: EmailMessage, attachment: FileAttachment | None = None) -> None:
+    """Send msg, reading attachment's file as it goes, via the configured server (not if MAIL_SUPPRESS_SEND)."""
     with _socket_timeout(current_app.config.get("MAIL_TIMEOUT", 30)):
         with mail.connect() as connection:
-            if connection.host is not None:
+            if connection.host is None:
+                return
+            if attachment is None:
                 connection.host.send_message(msg)
+            else:
+                send_with_file(connection.host, msg, attachment)

@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+from app.mail_stream import CHUNK_BYTES
 from tests.harness import new_user
 
 # One deployment (SQLite) is enough here: the database plays no part in how mail is sent.
@@ -35,6 +36,25 @@ def test_non_ascii_address_is_mailed_with_smtputf8(stack):
         assert mail.message["To"] == address
         assert len(json.loads(mail.attachment("posts.json")[1])["posts"]) == 12
         assert len(json.loads(user.get(end["download_url"]).content)["posts"]) == 12
+    finally:
+        watcher.close()
+
+
+def test_attachment_is_the_files_bytes(stack):
+    """The attachment, streamed from the file in chunks (app/mail_stream.py), decodes to the download's bytes."""
+    user = new_user(stack, posts=1000)
+    watcher = user.socket()
+    try:
+        end = watcher.terminal(user.export())
+        assert end["status"] == "finished" and end["message"] is None, end
+        mail = stack.smtp.wait_for(user.email)
+        [part] = list(mail.message.iter_attachments())
+        assert (part.get_filename(), part.get_content_type()) == ("posts.json", "application/json")
+        data = part.get_payload(decode=True)
+        assert CHUNK_BYTES < len(data) <= 100_000, "the file should take several chunks and still be attached"
+        assert data == user.get(end["download_url"]).content
+        assert mail.message["Subject"] == "[Microblog] Your blog posts"
+        assert "posts.json" in mail.text()
     finally:
         watcher.close()
 

@@ -44,7 +44,7 @@ def test_any_email_error_finishes_with_a_readable_message(app, make_user, make_p
     make_posts(user.id, 5)
     task_id = make_task(app, user.id)
 
-    def send(msg):
+    def send(msg, attachment=None):
         "ü".encode("ascii")
 
     monkeypatch.setattr(mailer, "send", send)

@@ -206,10 +206,9 @@ def send_export_email(user: User, task: Task, path: Path, count: int | None = No
     msg = mailer.new_message(_("[Microblog] Your blog posts"), config["MAIL_DEFAULT_SENDER"], user.email)
     msg.set_content(render_template("email/export_posts.txt", **context))
     msg.add_alternative(render_template("email/export_posts.html", **context), subtype="html")
-    if attach:
-        msg.add_attachment(path.read_bytes(), maintype="application", subtype="json", filename="posts.json")
+    attachment = mailer.attach_file(msg, path, "posts.json", "application", "json") if attach else None
     try:
-        mailer.send(msg)
+        mailer.send(msg, attachment)
     except (OSError, smtplib.SMTPException) as exc:
         log.warning("export %s: email to %s failed: %r", task.id, user.email, exc)
         return email_failed(_smtp_reason(exc))

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from flask import Flask, abort, request
 from werkzeug.wrappers import Response
 
-from app.extensions import csrf
+from app.web_extensions import csrf
 from app.models import TaskStatus
 from app.ops.access import admin_or_404
 

@@ -5,7 +5,7 @@ from flask import abort, current_app, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST
 from werkzeug.wrappers import Response
 
-from app.extensions import csrf
+from app.web_extensions import csrf
 from app.ops import bp
 from app.ops.access import has_metrics_token, is_admin
 from app.ops.health import health
