@@ -10,6 +10,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -95,13 +96,15 @@ class Clients:
     """A bench.eio_client process: N sockets, held until `release()`."""
 
     def __init__(self, stack: Stack, cookies: Path, sockets: int, rate: float = 0, measure: bool = False,
-                 port: int | None = None, record: bool = False) -> None:
+                 port: int | None = None, record: bool = False, count: bool = False) -> None:
         cmd = [sys.executable, "-m", "bench.eio_client", f"http://127.0.0.1:{port or stack.ports[0]}",
                str(cookies), "--sockets", str(sockets), "--rate", str(rate)]
         if measure:
             cmd.append("--measure")
         if record:
             cmd.append("--record")
+        if count:
+            cmd.append("--count")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
     def wait_connected(self, timeout: float = 300) -> int:
@@ -144,6 +147,9 @@ class Publisher:
 
         self.manager = socketio.RedisManager(redis_url, channel="flask-socketio", write_only=True)
         self.user_id, self.rate = user_id, rate
+        # A task id of its own: the relay drops an event whose seq is not newer than one it already
+        # relayed for the same task (app/socket_queue.py), so a second run reusing one would see nothing.
+        self.task_id = f"bench-{uuid.uuid4().hex}"
         self.sent = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -152,7 +158,7 @@ class Publisher:
         period = 1 / self.rate
         next_at = time.monotonic()
         while not self._stop.is_set():
-            payload = {"task_id": "bench", "name": "bench", "description": "bench", "progress": 1,
+            payload = {"task_id": self.task_id, "name": "bench", "description": "bench", "progress": 1,
                        "status": "started", "message": None, "download_url": None, "sent": time.monotonic(),
                        "seq": self.sent}
             self.manager.emit("task_progress", payload, room=f"user:{self.user_id}", namespace="/")
@@ -169,6 +175,21 @@ class Publisher:
         """Stop publishing."""
         self._stop.set()
         self._thread.join()
+
+
+def blast(redis_url: str, user_ids: list[int], events: int) -> float:
+    """Publish `events` task_progress events round-robin to the users' rooms as fast as one process
+    can (python-socketio's own RedisManager, as a worker does); the seconds it took."""
+    import socketio
+
+    manager = socketio.RedisManager(redis_url, channel="flask-socketio", write_only=True)
+    task_id = f"bench-{uuid.uuid4().hex}"  # see Publisher: a reused task id's older seqs are dropped
+    began = time.monotonic()
+    for seq in range(events):
+        payload = {"task_id": task_id, "name": "bench", "description": "bench", "progress": 1, "status": "started",
+                   "message": None, "download_url": None, "seq": seq}
+        manager.emit("task_progress", payload, room=f"user:{user_ids[seq % len(user_ids)]}", namespace="/")
+    return time.monotonic() - began
 
 
 def process_kib(pid: int, field: str = "VmRSS") -> int:

@@ -1,6 +1,6 @@
 """Many raw Engine.IO/Socket.IO websocket clients in one asyncio process (far cheaper than python-socketio).
 
-    python -m bench.eio_client URL COOKIES_FILE --sockets N [--rate R] [--hold S] [--measure]
+    python -m bench.eio_client URL COOKIES_FILE --sockets N [--rate R] [--hold S] [--measure|--record|--count]
 
 COOKIES_FILE holds one Cookie header a line; socket i uses line i mod len. The process prints
 one JSON line when done: connects, refusals, connect latencies, and (with --measure) the latency
@@ -104,6 +104,7 @@ async def run(args: argparse.Namespace) -> dict:
     dropped = 0
 
     records: list[list] = []
+    counted = {"events": 0, "first_at": None, "last_at": None}
 
     async def listen(sock: Socket, index: int) -> None:
         nonlocal dropped
@@ -112,6 +113,12 @@ async def run(args: argparse.Namespace) -> dict:
                 packet = await sock.recv()
                 if packet == "2":
                     await sock.send("3")
+                elif args.count and packet.startswith("42"):
+                    # Throughput only: no JSON parsing, so this process is not the bottleneck.
+                    now = time.monotonic()
+                    counted["events"] += 1
+                    counted["first_at"] = counted["first_at"] or now
+                    counted["last_at"] = now
                 elif args.record and packet.startswith("42"):
                     data = json.loads(packet[2:])[1]
                     records.append([index, data.get("task_id"), data.get("status")])
@@ -160,7 +167,7 @@ async def run(args: argparse.Namespace) -> dict:
     for sock in sockets:
         sock.close()
     return {"outcomes": outcomes, "connected_s": connected_s, "connect_ms": connect_ms,
-            "latencies_ms": latencies, "dropped": dropped, "held": still, "records": records}
+            "latencies_ms": latencies, "dropped": dropped, "held": still, "records": records, "counted": counted}
 
 
 def main() -> None:
@@ -174,6 +181,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=60)
     parser.add_argument("--measure", action="store_true", help="record task_progress latencies")
     parser.add_argument("--record", action="store_true", help="record [socket index, task_id, status] of every event")
+    parser.add_argument("--count", action="store_true", help="count events and note the first and last receipt")
     args = parser.parse_args()
     print(json.dumps(asyncio.run(run(args))), flush=True)
 

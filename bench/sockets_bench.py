@@ -154,3 +154,63 @@ def many_exports(stack: Stack, count: int, prefix: str) -> dict[str, float]:
     missing = sum(1 for t in owner if terminal.get(t) != 1) + (count - len(owner))
     return {"jobs_per_s": len(owner) / elapsed, "missing": missing, "misrouted": misrouted,
             "launch_codes": sorted(set(codes))}
+
+
+def push_under_page_load(stack: Stack, big_username: str, pages_cookie: str, concurrency: int, seconds: float,
+                         prefix: str) -> dict[str, float]:
+    """2: latency of 100 events/s to one user while `concurrency` clients load pages, a big profile among them."""
+    from bench.pages_bench import load
+
+    (measured,) = make_users(stack, 1, prefix)
+    me = Clients(stack, cookies_file(stack, [measured], f"{prefix}.me"), 1, measure=True)
+    try:
+        me.wait_connected()
+        publisher = Publisher(stack.redis.url, measured[0]).start()
+        time.sleep(1)  # latencies from before the load are not counted (below), but the subscription warms up
+        began = time.monotonic()
+        loaded = load(stack, pages_cookie, f"/index,/explore,/user/{big_username},/tasks", concurrency, seconds)
+        ended = time.monotonic()
+        publisher.stop()
+        time.sleep(0.5)
+        got = me.release()["latencies_ms"]
+    finally:
+        me.kill()
+    lat = [ms for at, ms, _ in got if began <= at <= ended]
+    return {"p50_ms": median(lat), "p99_ms": percentile(lat, 99), "max_ms": max(lat, default=float("nan")),
+            "lost": lost(got), "pages_rps": loaded["rps"],
+            "pages_5xx": loaded["5xx"]}
+
+
+def relay_rate(stack: Stack, users_per_web: int, events: int, prefix: str) -> dict[str, float]:
+    """8: events/s the stack's web processes relay together: one socket per user, the users spread over the
+    processes, `events` published round-robin to their rooms as fast as one publisher can."""
+    from bench.common import blast
+
+    webs = len(stack.ports)
+    users = make_users(stack, users_per_web * webs, prefix)
+    groups = [users[i::webs] for i in range(webs)]
+    crowds = [Clients(stack, cookies_file(stack, group, f"{prefix}{i}.cookies"), len(group), port=port, count=True)
+              for i, (group, port) in enumerate(zip(groups, stack.ports))]
+    try:
+        connected = sum(c.wait_connected() for c in crowds)
+        time.sleep(1)
+        cpu0 = {w.pid: cpu_seconds(w.pid) for w in stack.webs}
+        published_s = blast(stack.redis.url, [uid for uid, _ in users], events)
+        # Every event goes to a room with one socket; wait until all arrived or nothing moves any more.
+        deadline, last_cpu = time.monotonic() + 120, -1.0
+        while time.monotonic() < deadline:
+            time.sleep(1)
+            now_cpu = sum(cpu_seconds(w.pid) for w in stack.webs)
+            if now_cpu - last_cpu < 0.05:  # the web processes are idle again: the relay is over
+                break
+            last_cpu = now_cpu
+        cpu = {pid: cpu_seconds(pid) - before for pid, before in cpu0.items()}
+        reports = [c.release()["counted"] for c in crowds]
+    finally:
+        for c in crowds:
+            c.kill()
+    received = sum(r["events"] for r in reports)
+    first = min((r["first_at"] for r in reports if r["first_at"]), default=0)
+    last = max((r["last_at"] for r in reports if r["last_at"]), default=0)
+    return {"events_per_s": received / max(last - first, 1e-9), "lost": events - received, "connected": connected,
+            "published_per_s": events / published_s, "web_cpu_s": sorted(cpu.values())}

@@ -27,14 +27,18 @@ EXPECTED = (
     + [f"storm_40_{f}" for f in ("connect_p99", "disconnect_max", "connects_per_s", "connect_cpu", "lost")]
     + ["many_exports_10_jobs_per_s", "many_exports_10_missing_terminal", "many_exports_10_misrouted"]
     + ["held_40_dropped", "held_40_kib_per_socket"]
+    + [f"push_pages_{f}" for f in ("p50", "p99", "max", "lost", "rps", "5xx")]
+    + [f"cluster_{w}_web_{f}" for w in (1, 2) for f in ("events_per_s", "lost")] + ["cluster_2_to_1_ratio"]
+    + ["poll_task_rps_full_cpu", "poll_5xx", "poll_same_sockets_idle_cpu", "poll_to_push_cost_ratio"]
+    + ["eta_4000_error_at_half"]
 )
 
 
-@pytest.mark.timeout(900)  # six benchmarks, each starting its own deployment (~30 s each when idle)
+@pytest.mark.timeout(1200)  # nine benchmarks, each starting its own deployment (~30 s each when idle)
 def test_bench_smoke_reports_every_figure():
     """`python -m bench.run --smoke` prints one RESULT line per figure and writes them as JSON."""
     done = subprocess.run([sys.executable, "-m", "bench.run", "--smoke", "--runs", "1"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=900)
+                          capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stderr[-3000:]
     printed = {m.group(1): m for m in RESULT_RE.finditer(done.stdout)}
     assert sorted(printed) == sorted(EXPECTED), done.stdout[-3000:]
@@ -43,4 +47,9 @@ def test_bench_smoke_reports_every_figure():
     for figure in report["figures"]:
         line = printed[figure["name"]]
         assert line.group(4) == figure["target"] and line.group(5) == figure["verdict"]
+        if figure["name"] == "eta_4000_error_at_half":
+            # 4,000 posts export in well under the 2 s before any time left is shown (app/eta.py):
+            # the smoke checks the benchmark runs end to end; `make bench` (2M posts) measures it.
+            assert "runs: [{'mark': 50, 'eta_s': None}]" in figure["note"], figure
+            continue
         assert line.group(2) != "nan", figure  # every figure was measured
