@@ -123,6 +123,20 @@ def test_export_creates_one_queued_task_and_job(app, client, auth, alice, queue)
         assert [(b["data-task-id"], b["aria-valuenow"]) for b in bars] == [(task_id, "0")], path
 
 
+def test_a_launch_that_ended_before_the_page_shows_how_it_ended(app, client, auth, alice, queue):
+    """A task that ends before the page the launch redirects to is drawn (a bad import fails in
+    milliseconds) still gets its bar there, as it ended, and no stale "has started" flash; once."""
+    response = auth.post("/export_posts")
+    with app.app_context():
+        task_id = db.session.scalars(sa.select(Task.id)).one()
+    set_status(app, task_id, TaskStatus.FAILED)
+    page = client.get(response.headers["Location"])
+    assert [(b["data-task-id"], b["data-status"]) for b in progress_bars(page.get_data(as_text=True))] == [
+        (task_id, "failed")]
+    assert STARTED not in text_of(page)
+    assert progress_bars(client.get("/user/alice").get_data(as_text=True)) == []  # old news: /tasks has it
+
+
 def test_second_export_while_active_refused(app, client, auth, alice, queue):
     """A second click while the first export is queued flashes a message and creates nothing."""
     auth.post("/export_posts")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from flask import flash, g, url_for
+from flask import flash, g, session, url_for
 from flask_babel import gettext as _
 from flask.blueprints import BlueprintSetupState
 from flask_login import current_user, login_required
@@ -27,6 +27,9 @@ def launch_and_flash(name: str, task_id: str | None = None) -> Task | None:
                 what=spec.what), "danger")
         return None
     g.task_launched = True  # counts towards the launch rate limit (app/limits.py)
+    # The page we redirect to shows this task's bar even if it has already ended by then (a bad
+    # import fails in milliseconds): the user sees how it ended, not a "has started" and nothing.
+    session["launched_task"] = task.id
     flash(str(spec.launched), "task-info")
     return task
 

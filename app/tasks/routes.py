@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import redis
 import sqlalchemy as sa
@@ -141,15 +142,22 @@ def delete_export(task_id: str) -> Response:
 
 
 @bp.app_context_processor
-def inject_active_tasks() -> dict[str, list[Task]]:
-    """Every page renders a live bar for each of the user's unfinished tasks."""
+def inject_active_tasks() -> dict[str, Any]:
+    """Every page renders a live bar for each of the user's unfinished tasks.
+
+    A task just canceled or just launched is shown once more whatever its state. When the launched
+    one has already ended, its "has started" flash is stale (`stale_task_flashes`): the bar says more.
+    """
     if not has_request_context() or not current_user.is_authenticated:
-        return {"active_tasks": []}
+        return {"active_tasks": [], "stale_task_flashes": False}
     shown = Task.status.in_(TaskStatus.active())
-    just_ended = session.pop("ended_task", None)  # set by cancel: shown once more, as it ended
-    if just_ended:
-        shown = shown | (Task.id == just_ended)
+    just_ended = session.pop("ended_task", None)  # set by cancel
+    launched = session.pop("launched_task", None)  # set by launch_and_flash
+    for task_id in (just_ended, launched):
+        if task_id:
+            shown = shown | (Task.id == task_id)
     tasks = db.session.scalars(
         sa.select(Task).where(Task.user_id == current_user.id, shown).order_by(Task.created_at)
     ).all()
-    return {"active_tasks": tasks}
+    stale = any(task.id == launched and task.status not in TaskStatus.active() for task in tasks)
+    return {"active_tasks": tasks, "stale_task_flashes": stale}
