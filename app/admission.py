@@ -18,16 +18,27 @@ ENVIRON_KEY = "microblog.admitted"  # the callable on_connect calls once it is d
 
 
 class LeasedSlots:
-    """A green semaphore whose slots are leases: a holder past `lease` seconds loses its slot to the next."""
+    """A green semaphore whose slots are leases: a holder past `lease` seconds loses its slot to the next.
+
+    Waiters block on the semaphore alone and wake once, when a slot is theirs or their wait is over.
+    One reaper thread (green under eventlet's monkey patch) frees the slots of stalled holders. It
+    used to be every waiter's job, each waking once per lease to look: with 5,000 connects queued at
+    the gate (a storm, since the listen backlog holds them) that was 2,500 wake-ups a second on the
+    hub, every one of them walking the holders. threading.Semaphore has no leases, and neither has
+    eventlet's or gevent's; hence this class.
+    """
 
     def __init__(self, slots: int, lease: float) -> None:
         self.slots = threading.BoundedSemaphore(slots)  # green under eventlet's monkey patch
         self.lease = lease
-        self.holders: dict[Callable[[], None], float] = {}  # release → when its slot was taken
+        # release -> when its slot was taken; insertion order is take order, so the first is the oldest
+        self.holders: dict[Callable[[], None], float] = {}
+        self._holding = threading.Event()  # set while anyone holds a slot: the reaper sleeps on it
+        self._reaper: threading.Thread | None = None
 
     def take(self, wait: float) -> Callable[[], None] | None:
         """Wait up to `wait` seconds for a slot; its release (idempotent), or None if none came."""
-        if not self._acquire(wait):
+        if not self.slots.acquire(timeout=wait):
             return None
         held = [True]
 
@@ -38,19 +49,37 @@ class LeasedSlots:
                 self.slots.release()
 
         self.holders[release] = time.monotonic()
+        self._holding.set()
+        if self._reaper is None:  # started by the first take, not by the app factory: nothing at import
+            self._reaper = threading.Thread(target=self._reap_forever, name="lease-reaper", daemon=True)
+            self._reaper.start()
         return release
 
-    def _acquire(self, wait: float) -> bool:
-        """Wait for a slot, taking over those held past the lease; False after `wait` seconds."""
-        deadline = time.monotonic() + wait
-        while not self.slots.acquire(timeout=max(0.0, min(self.lease, deadline - time.monotonic()))):
-            now = time.monotonic()
-            for release, since in list(self.holders.items()):
-                if now - since > self.lease:
-                    release()  # a stalled holder: its slot goes to the next one waiting
-            if now >= deadline:
-                return self.slots.acquire(blocking=False)
-        return True
+    def _reap_forever(self) -> None:
+        """Sleep until the oldest lease ends, free the slots of holders past it; idle while none holds."""
+        while True:
+            self._holding.wait()
+            oldest = next(iter(self.holders.values()), None)
+            if oldest is None:
+                self._holding.clear()
+                if self.holders:  # a take came between the two lines (OS threads): its set was cleared
+                    self._holding.set()
+                continue
+            due = oldest + self.lease - time.monotonic()
+            if due > 0:
+                time.sleep(due)
+                continue
+            self.reap()
+
+    def reap(self) -> int:
+        """Free the slots of holders past their lease; how many."""
+        now, freed = time.monotonic(), 0
+        for release, since in list(self.holders.items()):
+            if now - since < self.lease:
+                break  # take order: the rest are younger
+            release()  # a stalled holder: its slot goes to the next one waiting
+            freed += 1
+        return freed
 
 
 class ConnectAdmission:

@@ -248,3 +248,49 @@ def test_paced_listener_yields_after_each_accept(monkeypatch):
     assert listener.accept() == ("conn1", ("127.0.0.1", 1001))
     assert listener.accept()[0] == "conn2"
     assert yields == [0, 0] and listener.family == "AF_INET"
+
+
+class CountingSemaphore:
+    """A semaphore that counts the times anyone tried to acquire it (each try is a wake-up on the hub)."""
+
+    def __init__(self, inner: threading.BoundedSemaphore) -> None:
+        self.inner, self.tries = inner, 0
+
+    def acquire(self, *args, **kwargs) -> bool:
+        self.tries += 1
+        return self.inner.acquire(*args, **kwargs)
+
+    def release(self) -> None:
+        self.inner.release()
+
+
+def test_waiters_wait_without_polling_and_one_reaper_frees_stalled_slots():
+    """50 connects queued behind a stalled one: each waiter tries the semaphore once (it used to retry
+    every lease), and the stalled slot is freed by the reaper after its lease, waiters or not."""
+    from app.admission import LeasedSlots
+
+    gate = LeasedSlots(1, lease=0.2)
+    gate.slots = counting = CountingSemaphore(gate.slots)
+    stalled = gate.take(1)  # never released by its holder
+    assert stalled is not None
+    time.sleep(0.3)
+    assert not gate.holders  # the reaper freed it with nobody waiting
+    held = gate.take(1)  # and the slot is really free
+    assert held is not None
+    got: list[bool] = []
+
+    def connect() -> None:
+        release = gate.take(3)
+        got.append(release is not None)
+        if release:
+            release()  # its handshake is done
+
+    waiters = [threading.Thread(target=connect, daemon=True) for _ in range(50)]
+    for w in waiters:
+        w.start()
+    time.sleep(0.1)  # every waiter is blocked on `held`, which stalls for its whole lease
+    for w in waiters:
+        w.join(5)
+    assert got == [True] * 50  # the reaper freed the stalled slot, then each passed it on
+    # 2 takes before, then 50 waiters once each: polling every lease would have been hundreds
+    assert counting.tries == 52
