@@ -28,7 +28,10 @@ REFRESH_EVERY = 60  # seconds between a server's re-vouching for its sockets
 STALE_AFTER = 3 * REFRESH_EVERY  # a socket nobody vouched for this long belongs to a dead server
 
 _budgets: dict[str, list[float]] = {}  # eio sid -> [tokens, last refill time]
-_socket_users: dict[str, int] = {}  # socket id -> user id, for the sockets this process holds
+# Socket id -> what its close must undo in Redis: its Redis client and the (command, key) removals,
+# the first always the ZREM from its user's count (whose key the refresher re-scores). One map for
+# every socket this process holds: app.sockets adds the logout set's SREM and pops it on close.
+open_sockets: dict[str, tuple[redis.Redis, list[tuple[str, str]]]] = {}
 _refresher_started = False
 
 
@@ -111,13 +114,9 @@ def admit(user_id: int, sid: str) -> None:
             refuse(f"Too many open connections for this account (at most {limit}); close some tabs.")
     except redis.exceptions.RedisError:
         log.warning("socket count unavailable (Redis down): socket %s admitted uncounted", sid)
-    _socket_users[sid] = user_id
+    # Noted at once, the moment it counts: whatever fails later in the connect, its close undoes this.
+    open_sockets[sid] = (current_app.extensions["redis"], [("zrem", key)])
     _start_refresher(current_app._get_current_object())
-
-
-def forget(sid: str) -> None:
-    """A socket closed: stop vouching for it (app.sockets removes it from the count, batched)."""
-    _socket_users.pop(sid, None)
 
 
 def _start_refresher(app: Flask) -> None:
@@ -134,16 +133,13 @@ def _refresh_forever(app: Flask) -> None:
         socketio.sleep(REFRESH_EVERY)
         try:
             client = app.extensions["redis"]
-            items = list(_socket_users.items())
-            with app.app_context():  # the key names come from the config
-                keys = {user_id: user_sockets_key(user_id) for user_id in set(_socket_users.values())}
+            items = [(sid, removals[0][1]) for sid, (_, removals) in list(open_sockets.items())]
             for start in range(0, len(items), 500):
                 pipe = client.pipeline(transaction=False)
                 now = time.time()
-                for sid, user_id in items[start:start + 500]:
-                    if user_id in keys:
-                        pipe.zadd(keys[user_id], {sid: now}, xx=True)
-                        pipe.expire(keys[user_id], STALE_AFTER)
+                for sid, key in items[start:start + 500]:
+                    pipe.zadd(key, {sid: now}, xx=True)
+                    pipe.expire(key, STALE_AFTER)
                 pipe.execute()
                 socketio.sleep(0)
         except redis.exceptions.RedisError:

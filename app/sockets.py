@@ -94,15 +94,20 @@ def on_connect(auth: Any = None) -> None:
         if user_id is None:
             socket_limits.refuse("Log in to receive task progress.")
         socket_limits.admit(user_id, request.sid)  # MAX_SOCKETS_PER_USER, across servers
-        join_room(user_room(user_id))
         SOCKETS_CONNECTED.inc()  # issue 9: /metrics
-        _remember_socket(user_id, session.get("sock_key"), request.sid)
-        socketio.sleep(0)  # let queued relays run between the steps of a connect
-        # Straight to this socket, not through Redis: the snapshot must arrive even if Redis is down.
-        for payload in snapshot(user_id):
-            if not outdated(payload):  # checked right before the emit: no other greenlet runs between
-                sent_snapshot([request.sid], payload)
-                emit(EVENT, payload, to=request.sid, ignore_queue=True)
+        try:
+            join_room(user_room(user_id))
+            _remember_socket(session.get("sock_key"), request.sid)
+            socketio.sleep(0)  # let queued relays run between the steps of a connect
+            # Straight to this socket, not through Redis: the snapshot must arrive even if Redis is down.
+            for payload in snapshot(user_id):
+                if not outdated(payload):  # checked right before the emit: no other greenlet runs between
+                    sent_snapshot([request.sid], payload)
+                    emit(EVENT, payload, to=request.sid, ignore_queue=True)
+        except Exception:
+            # A failed connect is refused, and refused sockets get no close event: undo the count now.
+            on_disconnect(request.sid)
+            raise
     finally:
         admitted(request.environ)
 
@@ -112,34 +117,28 @@ def on_disconnect(sid: str, _reason: Any = None) -> None:
 
     Registered on python-socketio's server directly (app.init_socketio), not through Flask-SocketIO:
     its wrapper pushes a request context and decodes the session cookie again for every close, half
-    of a close's cost (py-spy), for what `on_connect` already noted in `_on_close`.
+    of a close's cost (py-spy), for what `on_connect` already noted in `socket_limits.open_sockets`.
     """
-    work = _on_close.pop(sid, None)
+    work = socket_limits.open_sockets.pop(sid, None)
     if work is None:
         return  # refused at connect: never counted
     SOCKETS_CONNECTED.dec()  # issue 9: /metrics
-    socket_limits.forget(sid)
     client, removals = work
     for command, key in removals:
         _Forgetter.add(client, command, key, sid)
 
 
-# Socket id -> the Redis client and the (command, key) removals its close must make.
-_on_close: dict[str, tuple[redis.Redis, tuple[tuple[str, str], ...]]] = {}
-
-
-def _remember_socket(user_id: int, sock_key: str | None, sid: str) -> None:
-    """Note which login session opened this socket (so logout can close it), and what its close undoes."""
-    client = current_app.extensions["redis"]
-    removals = [("zrem", socket_limits.user_sockets_key(user_id))]
-    if sock_key:
-        key = session_sockets_key(sock_key)
-        removals.append(("srem", key))
-        try:
-            client.pipeline().sadd(key, sid).expire(key, SESSION_SOCKETS_TTL).execute()
-        except redis.exceptions.RedisError:
-            log.warning("could not record socket %s for logout", sid)
-    _on_close[sid] = (client, tuple(removals))
+def _remember_socket(sock_key: str | None, sid: str) -> None:
+    """Note which login session opened this socket (so logout can close it); its close undoes that too."""
+    if not sock_key:
+        return
+    client, removals = socket_limits.open_sockets[sid]
+    key = session_sockets_key(sock_key)
+    removals.append(("srem", key))
+    try:
+        client.pipeline().sadd(key, sid).expire(key, SESSION_SOCKETS_TTL).execute()
+    except redis.exceptions.RedisError:
+        log.warning("could not record socket %s for logout", sid)
 
 
 class _Forgetter:

@@ -204,3 +204,26 @@ def test_closed_socket_stops_counting(app, alice):
     sio.disconnect()
     assert SOCKETS_CONNECTED._value.get() == before
     wait_until(lambda: redis.zcard(key) == 0, 5, "the closed socket leaving its user's count")
+
+
+def test_a_connect_that_fails_after_counting_undoes_its_count(app, alice, monkeypatch):
+    """A connect that fails once its socket is counted (here the snapshot's database read) is refused
+    and leaves nothing behind: not in the user's count, not on the gauge, not in the refresher's map."""
+    from app import socket_limits, sockets
+    from app.ops.process_metrics import SOCKETS_CONNECTED
+    from tests.harness import wait_until
+
+    def broken(user_id: int) -> list:
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(sockets, "snapshot", broken)
+    client, _ = logged_in(app, "alice")
+    before = SOCKETS_CONNECTED._value.get()
+    with pytest.raises(RuntimeError):  # the test client re-raises what the server would log
+        socket_client(app, client)
+    redis = app.extensions["redis"]
+    with app.app_context():
+        key = socket_limits.user_sockets_key(alice.id)
+    wait_until(lambda: redis.zcard(key) == 0, 5, "the failed socket leaving its user's count")
+    assert SOCKETS_CONNECTED._value.get() == before
+    assert not [sid for sid, (_, removals) in socket_limits.open_sockets.items() if removals[0][1] == key]
