@@ -28,8 +28,14 @@ if ASYNC_MODE == "gevent":
     monkey.patch_all()
 else:
     import eventlet
+    import eventlet.hubs
 
     eventlet.monkey_patch()
+    from app.hub import RelayFirstHub  # noqa: E402
+
+    # The relay must not queue behind a storm of sockets (app/hub.py). This replaces the hub the
+    # patch made, before anything ran on it (it has no timers or listeners yet).
+    eventlet.hubs.use_hub(RelayFirstHub)
 
 from dotenv import load_dotenv  # noqa: E402
 
@@ -49,6 +55,12 @@ def main() -> None:
     from app.jobs.sweep import sweep_forever
 
     app = create_app(SOCKETIO_ASYNC_MODE=ASYNC_MODE)
+    if ASYNC_MODE == "eventlet":
+        from app import hub
+
+        manager = socketio.server.manager
+        if hasattr(manager, "on_subscribed"):  # with a message queue: the relay's subscription goes first
+            manager.on_subscribed = hub.prioritize
 
     def wait(seconds: float) -> bool:
         socketio.sleep(seconds)
@@ -62,7 +74,12 @@ def main() -> None:
     # Simultaneous connections: eventlet's WSGI server calls the cap max_size, gevent's a spawn pool.
     max_connections = int(os.environ.get("MAX_CONNECTIONS", "10000"))
     log_output = os.environ.get("ACCESS_LOG", "") == "1"
-    print(f"Microblog is serving on http://{host}:{port} ({ASYNC_MODE})", flush=True)
+    loop = ASYNC_MODE
+    if ASYNC_MODE == "eventlet":
+        import eventlet.hubs
+
+        loop += f", hub {type(eventlet.hubs.get_hub()).__name__}"  # app/hub.py's, unless something ran first
+    print(f"Microblog is serving on http://{host}:{port} ({loop})", flush=True)
     if ASYNC_MODE == "gevent":
         socketio.run(app, host=host, port=port, log_output=log_output, spawn=max_connections)
         return

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import socketio
 
@@ -44,6 +44,9 @@ class ResyncRedisManager(RoomIndexMixin, socketio.RedisManager):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.on_resubscribe: Callable[[], None] | None = None
+        # Called with the subscription's socket after every (re)subscribe: run.py gives it priority
+        # on the web process's hub (app/hub.py), so relays never wait behind a storm of sockets.
+        self.on_subscribed: Callable[[Any], None] | None = None
         self._newest: OrderedDict[str, float] = OrderedDict()  # task_id -> newest seq relayed
         # task_id -> (when noted, {sid: seq of the snapshot row that socket was sent})
         self._snapshots: OrderedDict[str, tuple[float, dict[str, int]]] = OrderedDict()
@@ -142,6 +145,8 @@ class ResyncRedisManager(RoomIndexMixin, socketio.RedisManager):
                     self._redis_connect()
                     self.pubsub.subscribe(self.channel)
                     subscribed = True
+                    if self.on_subscribed is not None:
+                        self.on_subscribed(self.pubsub.connection._sock)  # redis-py keeps no public handle
                     retry_sleep = 0.5
                     # The first subscription too: the listener starts with the first connection, so
                     # sockets that connected before it subscribed (a restarted server's reconnecting

@@ -154,3 +154,10 @@ def test_web_server_listens_with_a_deep_backlog(stack: Stack):
     out = subprocess.run(["ss", "-Hltn", f"sport = :{stack.ports[0]}"], capture_output=True, text=True,
                          check=True).stdout.split()
     assert int(out[2]) == expected, out  # State Recv-Q Send-Q …: a listener's Send-Q is its backlog
+
+
+@pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
+def test_web_server_runs_on_the_relay_first_hub(stack: Stack):
+    """`python run.py` (eventlet) runs app/hub.py's hub, which keeps the relay ahead of socket storms."""
+    started = stack.webs[0].log_path.read_text()
+    assert "(eventlet, hub RelayFirstHub)" in started, started[-2000:]
