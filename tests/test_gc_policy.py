@@ -1,6 +1,6 @@
-"""The web process's garbage collection policy (app/gc_policy.py): what survives a collection of the
-older generations is frozen out of later automatic ones, and the periodic thorough collection still
-reclaims cycles among frozen objects."""
+"""The web process's garbage collection policy (app/gc_policy.py): what survives any collection is
+frozen out of later automatic ones, young collections run on a timer too, and the periodic thorough
+collection still reclaims cycles among frozen objects."""
 from __future__ import annotations
 
 import gc
@@ -31,20 +31,43 @@ def cycle() -> tuple[Node, weakref.ref]:
     return a, weakref.ref(a)
 
 
-def test_install_freezes_what_exists_and_starts_the_thorough_task(policy):
-    """Objects alive at start-up leave automatic collections; the thorough collection is scheduled."""
+def test_install_freezes_what_exists_and_starts_the_periodic_tasks(policy):
+    """Objects alive at start-up leave automatic collections; the thorough and young collections are scheduled."""
     assert gc.get_freeze_count() > 0
-    (task, interval, _sleep), = policy
-    assert task.__name__ == "_thorough_forever" and interval == 600
+    (thorough, interval, _), (young, _) = policy
+    assert thorough.__name__ == "_thorough_forever" and interval == 600
+    assert young.__name__ == "_young_forever"
 
 
-def test_survivors_of_an_older_collection_are_frozen(policy):
-    """A live object that survives a generation-1 collection moves to the permanent generation."""
+@pytest.mark.parametrize("generation", [0, 1])
+def test_survivors_of_any_collection_are_frozen(policy, generation):
+    """A live object that survives a collection, young or older, moves to the permanent generation."""
     keep, _ = cycle()
     frozen = gc.get_freeze_count()
-    gc.collect(1)
+    gc.collect(generation)
     assert gc.get_freeze_count() >= frozen + 2
-    assert not any(o is keep for o in gc.get_objects(2))  # no automatic collection walks it again
+    assert not any(o is keep for g in (0, 1, 2) for o in gc.get_objects(g))  # no automatic collection walks it again
+    del keep
+
+
+def test_young_collections_run_on_a_timer(policy):
+    """_young_forever collects the young generation after each interval: what it finds alive is frozen."""
+    class Stop(Exception):
+        pass
+
+    naps: list[float] = []
+    keep, _ = cycle()
+
+    def sleep(seconds: float) -> None:
+        naps.append(seconds)
+        if len(naps) == 2:
+            raise Stop
+
+    frozen = gc.get_freeze_count()
+    with pytest.raises(Stop):
+        gc_policy._young_forever(sleep)
+    assert naps == [gc_policy.YOUNG_INTERVAL] * 2
+    assert gc.get_freeze_count() >= frozen + 2  # one collection ran between the two naps
     del keep
 
 
