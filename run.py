@@ -76,7 +76,7 @@ def main() -> None:
     log_output = os.environ.get("ACCESS_LOG", "") == "1"
     loop = ASYNC_MODE
     if ASYNC_MODE == "eventlet":
-        import eventlet.hubs
+        import eventlet.hubs  # main() imports eventlet's modules itself (below): `eventlet` is local here
 
         loop += f", hub {type(eventlet.hubs.get_hub()).__name__}"  # app/hub.py's, unless something ran first
     print(f"Microblog is serving on http://{host}:{port} ({loop})", flush=True)

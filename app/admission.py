@@ -122,7 +122,7 @@ class PageAdmission:
     BUSY = b"The server is busy; try again in a few seconds.\n"
 
     def __init__(self, wsgi_app: Callable, slots: int, wait: float = 30.0, max_body: int | None = None,
-                 lease: float = 0.05) -> None:
+                 lease: float = 0.5) -> None:
         self.wsgi_app = wsgi_app
         self.gate = LeasedSlots(slots, lease)
         self.wait = wait
@@ -181,8 +181,7 @@ class DisconnectPacing:
     bookkeeping, our handler) back to back: 5,000 closes were one 2.5 s stall of every relay
     (`make bench`'s storm). Here each close waits for a slot and yields once inside it, so a relay
     waits behind at most `slots` closes; the storm takes longer to absorb, nobody else waits for it.
-    A close does no I/O, so unlike the gates above it needs no lease: a lease makes every waiter
-    wake each period to look for stalled holders, and thousands of waiters would then be the stall.
+    A close does no I/O, so unlike the gates above it needs no lease (nor LeasedSlots' reaper).
     Paces, never refuses: a close that waited `wait` seconds goes ahead anyway.
     """
 

@@ -36,6 +36,9 @@ _active: "RelayFirstHub | None" = None
 class RelayFirstHub(epolls.Hub):
     """eventlet's epoll hub, with a cap on the sockets handled per turn and sockets that go first."""
 
+    # use_hub asks the hub it is given whether it runs here (and warns when it cannot ask).
+    is_available = staticmethod(epolls.is_available)
+
     def __init__(self, clock: Any = None) -> None:
         global _active
         super().__init__(clock)
@@ -59,11 +62,6 @@ class RelayFirstHub(epolls.Hub):
         if self.has_priority:
             ready.extend(self.priority.poll(0))
         return ready
-
-
-def is_available() -> bool:
-    """eventlet asks a hub module whether it runs here (use_hub)."""
-    return epolls.is_available()
 
 
 def prioritize(sock: Any) -> None:

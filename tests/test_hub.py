@@ -70,3 +70,8 @@ def test_prioritize_does_nothing_without_the_hub():
     assert relay_hub._active is None
     with socket.socket() as sock:
         relay_hub.prioritize(sock)  # no error, nothing registered anywhere
+
+
+def test_eventlet_can_ask_the_hub_whether_it_runs_here():
+    """use_hub asks the class it is given for is_available(), and warns when it has none."""
+    assert relay_hub.RelayFirstHub.is_available() is True
