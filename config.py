@@ -72,6 +72,10 @@ class Config:
         # run.py (the web server) defaults this to eventlet; CLI, worker and tests stay threaded.
         self.SOCKETIO_ASYNC_MODE = os.environ.get("SOCKETIO_ASYNC_MODE") or "threading"
         self.SOCKETIO_MESSAGE_QUEUE = self.REDIS_URL
+        # Seconds between the server's pings to a socket, and how long it waits for the answer before
+        # it drops the socket (engine.io's defaults). Shorter finds dead peers sooner, at a cost per socket.
+        self.SOCKETIO_PING_INTERVAL = _env_int("SOCKETIO_PING_INTERVAL", 25)
+        self.SOCKETIO_PING_TIMEOUT = _env_int("SOCKETIO_PING_TIMEOUT", 20)
         # Extra origins a browser may open a socket from (comma separated), besides the server's
         # own (scheme://Host of the request); '*' is ignored, never honoured.
         self.SOCKETIO_ORIGINS = [o.strip() for o in (os.environ.get("SOCKETIO_ORIGINS") or "").split(",") if o.strip()]

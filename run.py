@@ -56,11 +56,12 @@ def main() -> None:
 
     app = create_app(SOCKETIO_ASYNC_MODE=ASYNC_MODE)
     if ASYNC_MODE == "eventlet":
-        from app import hub
+        from app import hub, ping_timers
 
         manager = socketio.server.manager
         if hasattr(manager, "on_subscribed"):  # with a message queue: the relay's subscription goes first
             manager.on_subscribed = hub.prioritize
+        ping_timers.install()  # an idle socket's ping waits on a timer, not in a green thread
 
     def wait(seconds: float) -> bool:
         socketio.sleep(seconds)

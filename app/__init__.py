@@ -131,7 +131,9 @@ def init_socketio(app: Flask) -> None:
     from app.socket_queue import ResyncRedisManager
     from app.sockets import on_disconnect, resync_all_users
 
-    options: dict[str, Any] = {"async_mode": app.config["SOCKETIO_ASYNC_MODE"]}
+    options: dict[str, Any] = {"async_mode": app.config["SOCKETIO_ASYNC_MODE"],
+                               "ping_interval": app.config["SOCKETIO_PING_INTERVAL"],
+                               "ping_timeout": app.config["SOCKETIO_PING_TIMEOUT"]}
     queue_url = app.config.get("SOCKETIO_MESSAGE_QUEUE")
     if queue_url:
         # No silent retries inside redis-py: a dropped subscription must surface so we re-sync.
