@@ -6,4 +6,4 @@ import sys
 
 def loaded_modules() -> list[str]:
     """Every module this work horse holds: what its worker had imported when it forked, plus this one."""
-    return sorted(sys.modules)
+    return sorted(name for name, module in sys.modules.items() if module is not None)  # None: left out

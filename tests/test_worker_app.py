@@ -41,6 +41,8 @@ def test_a_work_horse_carries_none_of_the_web_app(stack):
     # Preloaded before the fork: a horse re-importing them would start each job ~300 ms later.
     assert {"app.jobs.export", "flask_socketio", "flask_babel", "rq"} <= set(modules)
     assert web_only(modules) == []
+    # python-socketio's client libraries, which `import socketio` would bring along (worker/lean.py).
+    assert not {"requests", "urllib3", "charset_normalizer", "websocket"} & set(modules)
 
 
 def export_email(app: Flask, user_id: int, task_id: str, path, language: str, monkeypatch) -> EmailMessage:
