@@ -4,6 +4,9 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
+import pytest
+import sqlalchemy as sa
+
 from app.extensions import db
 from app.jobs.export import iter_posts, write_posts
 from app.models import Post
@@ -62,3 +65,41 @@ def test_empty_export(app, make_user, tmp_path):
     with app.app_context():
         assert write_posts(alice.id, path, Percent()) == 0
     assert json.loads(path.read_bytes()) == {"posts": []}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_sqlite_stamps_without_microseconds_and_a_resumed_read(app, make_user, monkeypatch):
+    """SQLite's reader (sqlite3's own cursor): a timestamp stored without microseconds by another
+    writer is still written with .000000Z and in index order, and a read that loses its connection
+    mid-way resumes after the last post it gave, with no post twice or missing."""
+    from app.jobs import post_stream
+
+    alice = make_user("alice")
+    rows = [("2026-05-01 12:00:00", "whole second, stored short"), ("2026-05-01 12:00:00.000000", "zero micro a"),
+            ("2026-05-01 12:00:00.000000", "zero micro b"), ("2026-05-01 12:00:00.250000", "a quarter"),
+            ("2026-05-01 12:00:01.000001", "later")]
+    with app.app_context():
+        for stamp, body in reversed(rows):  # ids against time order: the order must come from the index
+            db.session.execute(sa.text("INSERT INTO post (body, timestamp, user_id) VALUES (:b, :t, :u)"),
+                               {"b": body, "t": stamp, "u": alice.id})
+        db.session.commit()
+        real = post_stream._sqlite
+        calls = []
+
+        def dropping(user_id, last, batch_size):  # the first read dies after two batches
+            calls.append(last)
+            for n, got in enumerate(real(user_id, last, batch_size)):
+                if len(calls) == 1 and n == 2:
+                    raise sa.exc.OperationalError("SELECT", {}, Exception("disk I/O error"))
+                yield got
+
+        monkeypatch.setattr(post_stream, "_sqlite", dropping)
+        monkeypatch.setattr(post_stream.time, "sleep", lambda s: None)
+        batches = list(post_stream.iter_batches(alice.id, 1))
+    got = [(stamp, body) for batch in batches for stamp, _, body in batch]
+    assert got == [("2026-05-01T12:00:00.000000Z", "whole second, stored short"),
+                   ("2026-05-01T12:00:00.000000Z", "zero micro b"),  # same stamp: the lower id first
+                   ("2026-05-01T12:00:00.000000Z", "zero micro a"),
+                   ("2026-05-01T12:00:00.250000Z", "a quarter"),
+                   ("2026-05-01T12:00:01.000001Z", "later")]
+    assert len(calls) == 2 and calls[1][0] == "2026-05-01 12:00:00.000000"  # resumed from the stored text

@@ -4,8 +4,10 @@ PostgreSQL: one server-side cursor over `ORDER BY timestamp, id` in a read-only 
 plans for the first rows, so it walks the (user_id, timestamp, id) index in order even right after a
 bulk insert, where keyset batches fell back to a bitmap scan and a sort per batch). The database
 formats each timestamp (`to_char`), so Python never builds a datetime.
-SQLite (and others): keyset batches, each in its own short transaction; SQLite formats the stored
-timestamp text itself.
+SQLite: keyset batches, each in its own short transaction, read on the driver's own cursor: for a
+million posts SQLAlchemy's rows took 3.2 s where sqlite3's took 1.4 s, most of the export. The stored
+timestamp text becomes the export's with two string operations, no datetime.
+Others (MariaDB): keyset batches through SQLAlchemy.
 Either way a dropped connection resumes after the last post read, and memory is one batch.
 
 This module runs in RQ work horses: no eventlet here.
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from typing import Iterator
+from typing import Any, Iterator
 
 import orjson
 import sqlalchemy as sa
@@ -23,20 +25,21 @@ from app.extensions import db
 from app.models import Post, isoformat_z
 
 Batch = list[tuple[str, int, str]]  # (timestamp "YYYY-MM-DDTHH:MM:SS.ffffffZ", id, body)
+Resumable = tuple[Batch, tuple[Any, int]]  # a batch, and the key a resumed read starts after
 PG_STAMP = "YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\""
 RETRIES = 4
 
 
 def iter_batches(user_id: int, batch_size: int) -> Iterator[Batch]:
     """The user's posts oldest first in batches; reconnects after a dropped connection."""
-    last: tuple[datetime, int] | None = None
+    readers = {"postgresql": _postgresql, "sqlite": _sqlite}
+    last: tuple[Any, int] | None = None  # where a resumed read starts, in its reader's own terms
     failures = 0
     while True:
         try:
-            reader = _postgresql if db.engine.dialect.name == "postgresql" else _keyset
-            for rows in reader(user_id, last, batch_size):
+            reader = readers.get(db.engine.dialect.name, _keyset)
+            for rows, last in reader(user_id, last, batch_size):
                 failures = 0
-                last = (datetime.fromisoformat(rows[-1][0][:-1]), rows[-1][1])
                 yield rows
             return
         except sa.exc.OperationalError:
@@ -53,7 +56,7 @@ def _after(stmt: sa.Select, last: tuple[datetime, int] | None) -> sa.Select:
     return stmt if last is None else stmt.where(sa.tuple_(posts.c.timestamp, posts.c.id) > last)
 
 
-def _postgresql(user_id: int, last: tuple[datetime, int] | None, batch_size: int) -> Iterator[Batch]:
+def _postgresql(user_id: int, last: tuple[datetime, int] | None, batch_size: int) -> Iterator[Resumable]:
     """One server-side cursor, streamed in order, in a read-only snapshot."""
     posts = Post.__table__
     stmt = _after(sa.select(sa.func.to_char(posts.c.timestamp, PG_STAMP), posts.c.id, posts.c.body)
@@ -62,29 +65,48 @@ def _postgresql(user_id: int, last: tuple[datetime, int] | None, batch_size: int
             isolation_level="REPEATABLE READ", postgresql_readonly=True,
             stream_results=True, yield_per=batch_size) as conn:
         for partition in conn.execute(stmt).partitions():
-            yield [tuple(row) for row in partition]
+            rows = [tuple(row) for row in partition]
+            yield rows, (datetime.fromisoformat(rows[-1][0][:-1]), rows[-1][1])
 
 
-def _keyset(user_id: int, last: tuple[datetime, int] | None, batch_size: int) -> Iterator[Batch]:
-    """Keyset batches, each its own short transaction (SQLite: never hold a read across progress writes)."""
-    posts = Post.__table__
-    text = db.engine.dialect.name == "sqlite"
-    stamp = _sqlite_stamp(posts.c.timestamp) if text else posts.c.timestamp
+def _sqlite(user_id: int, last: tuple[str, int] | None, batch_size: int) -> Iterator[Resumable]:
+    """Keyset batches on sqlite3's cursor, each its own short read (never held across progress writes).
+
+    The key is the stored text itself, so the next batch starts exactly where the index left off.
+    """
+    table = Post.__tablename__
+    first = f"SELECT timestamp, id, body FROM {table} WHERE user_id = ? ORDER BY timestamp, id LIMIT ?"
+    after = (f"SELECT timestamp, id, body FROM {table} WHERE user_id = ? AND (timestamp, id) > (?, ?) "
+             "ORDER BY timestamp, id LIMIT ?")
     while True:
-        stmt = _after(sa.select(stamp, posts.c.id, posts.c.body).where(posts.c.user_id == user_id)
+        with db.engine.connect() as conn:
+            cursor = conn.connection.driver_connection.cursor()
+            try:
+                cursor.execute(first if last is None else after,
+                               (user_id, batch_size) if last is None else (user_id, *last, batch_size))
+                rows = cursor.fetchall()
+            finally:
+                cursor.close()
+        if not rows:
+            return
+        last = (rows[-1][0], rows[-1][1])
+        # "YYYY-MM-DD HH:MM:SS[.ffffff]" as stored -> "YYYY-MM-DDTHH:MM:SS.ffffffZ"
+        yield [(ts.replace(" ", "T") + (".000000Z" if len(ts) == 19 else "Z"), ident, body)
+               for ts, ident, body in rows], last
+
+
+def _keyset(user_id: int, last: tuple[datetime, int] | None, batch_size: int) -> Iterator[Resumable]:
+    """Keyset batches through SQLAlchemy, each its own short transaction."""
+    posts = Post.__table__
+    while True:
+        stmt = _after(sa.select(posts.c.timestamp, posts.c.id, posts.c.body).where(posts.c.user_id == user_id)
                       .order_by(posts.c.timestamp, posts.c.id).limit(batch_size), last)
         with db.engine.connect() as conn:
             rows = conn.execute(stmt).all()
         if not rows:
             return
-        yield rows if text else [(isoformat_z(ts), ident, body) for ts, ident, body in rows]
-        last = (datetime.fromisoformat(rows[-1][0][:-1]) if text else rows[-1][0], rows[-1][1])
-
-
-def _sqlite_stamp(column: sa.ColumnElement) -> sa.ColumnElement[str]:
-    """SQLite's stored "YYYY-MM-DD HH:MM:SS[.ffffff]" as the export's text, built by SQLite itself."""
-    iso = sa.func.replace(sa.type_coerce(column, sa.String), " ", "T")
-    return sa.case((sa.func.length(iso) == 19, iso + ".000000Z"), else_=iso + "Z")
+        last = (rows[-1][0], rows[-1][1])
+        yield [(isoformat_z(ts), ident, body) for ts, ident, body in rows], last
 
 
 def encode(rows: Batch) -> bytes:
