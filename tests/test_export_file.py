@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from datetime import datetime
 
 import pytest
@@ -90,7 +91,7 @@ def test_sqlite_stamps_without_microseconds_and_a_resumed_read(app, make_user, m
             calls.append(last)
             for n, got in enumerate(real(user_id, last, batch_size)):
                 if len(calls) == 1 and n == 2:
-                    raise sa.exc.OperationalError("SELECT", {}, Exception("disk I/O error"))
+                    raise sqlite3.OperationalError("disk I/O error")  # the driver's own error
                 yield got
 
         monkeypatch.setattr(post_stream, "_sqlite", dropping)
@@ -103,3 +104,34 @@ def test_sqlite_stamps_without_microseconds_and_a_resumed_read(app, make_user, m
                    ("2026-05-01T12:00:00.250000Z", "a quarter"),
                    ("2026-05-01T12:00:01.000001Z", "later")]
     assert len(calls) == 2 and calls[1][0] == "2026-05-01 12:00:00.000000"  # resumed from the stored text
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_postgresql_read_resumes_after_its_connection_is_killed(app, make_user, make_posts):
+    """PostgreSQL's reader (one server-side cursor): its backend is terminated after two batches; the
+    read reconnects and goes on after the last post it gave, every post once, in order."""
+    import psycopg2
+
+    alice = make_user("alice")
+    make_posts(alice.id, 23)
+    bodies = []
+    with app.app_context():
+        batches = post_stream_batches(alice.id, 5)
+        for _ in range(2):
+            bodies += [body for _, _, body in next(batches)]
+        admin = psycopg2.connect(db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False))
+        admin.autocommit = True
+        with admin.cursor() as cur:
+            cur.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            assert cur.fetchone()[0] >= 1  # the reader's own connection among them
+        admin.close()
+        bodies += [body for batch in batches for _, _, body in batch]
+    assert bodies == [f"Seed post {i} of 23" for i in range(1, 24)]
+
+
+def post_stream_batches(user_id: int, size: int):
+    """The export's reader (app.jobs.post_stream), as a generator the test can pause between batches."""
+    from app.jobs import post_stream
+
+    return post_stream.iter_batches(user_id, size)

@@ -4,9 +4,10 @@ PostgreSQL: one server-side cursor over `ORDER BY timestamp, id` in a read-only 
 plans for the first rows, so it walks the (user_id, timestamp, id) index in order even right after a
 bulk insert, where keyset batches fell back to a bitmap scan and a sort per batch). The database
 formats each timestamp (`to_char`), so Python never builds a datetime.
-SQLite: keyset batches, each in its own short transaction, read on the driver's own cursor: for a
-million posts SQLAlchemy's rows took 3.2 s where sqlite3's took 1.4 s, most of the export. The stored
-timestamp text becomes the export's with two string operations, no datetime.
+SQLite: keyset batches, each in its own short transaction. The stored timestamp text becomes the
+export's with two string operations, no datetime.
+Both read on the driver's own cursor, not SQLAlchemy's rows: for a million posts those cost more
+than the database's work (SQLite 3.2 s against 1.4 s; PostgreSQL 5.1 s against 2.6 s).
 Others (MariaDB): keyset batches through SQLAlchemy.
 Either way a dropped connection resumes after the last post read, and memory is one batch.
 
@@ -14,6 +15,7 @@ This module runs in RQ work horses: no eventlet here.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from datetime import datetime
 from typing import Any, Iterator
@@ -42,7 +44,8 @@ def iter_batches(user_id: int, batch_size: int) -> Iterator[Batch]:
                 failures = 0
                 yield rows
             return
-        except sa.exc.OperationalError:
+        # The readers use the driver's cursor, whose errors SQLAlchemy does not wrap.
+        except (sa.exc.OperationalError, db.engine.dialect.loaded_dbapi.OperationalError):
             db.session.rollback()
             failures += 1
             if failures >= RETRIES:
@@ -57,16 +60,25 @@ def _after(stmt: sa.Select, last: tuple[datetime, int] | None) -> sa.Select:
 
 
 def _postgresql(user_id: int, last: tuple[datetime, int] | None, batch_size: int) -> Iterator[Resumable]:
-    """One server-side cursor, streamed in order, in a read-only snapshot."""
-    posts = Post.__table__
-    stmt = _after(sa.select(sa.func.to_char(posts.c.timestamp, PG_STAMP), posts.c.id, posts.c.body)
-                  .where(posts.c.user_id == user_id).order_by(posts.c.timestamp, posts.c.id), last)
-    with db.engine.connect().execution_options(
-            isolation_level="REPEATABLE READ", postgresql_readonly=True,
-            stream_results=True, yield_per=batch_size) as conn:
-        for partition in conn.execute(stmt).partitions():
-            rows = [tuple(row) for row in partition]
-            yield rows, (datetime.fromisoformat(rows[-1][0][:-1]), rows[-1][1])
+    """One server-side cursor (psycopg2's named cursor), streamed in order, in a read-only snapshot.
+
+    On the driver's cursor, as on SQLite: for a million posts SQLAlchemy's streamed rows took 5.1 s
+    where psycopg2's took 2.6 s, encoding included.
+    """
+    table = Post.__tablename__
+    sql = (f'SELECT to_char("timestamp", %s), id, body FROM "{table}" WHERE user_id = %s'
+           + ('' if last is None else ' AND ("timestamp", id) > (%s, %s)') + ' ORDER BY "timestamp", id')
+    with db.engine.connect().execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True) as conn:
+        cursor = conn.connection.driver_connection.cursor(name="export_posts")  # named: server-side
+        try:
+            cursor.execute(sql, (PG_STAMP, user_id) + (() if last is None else last))
+            while rows := cursor.fetchmany(batch_size):
+                yield rows, (datetime.fromisoformat(rows[-1][0][:-1]), rows[-1][1])
+        finally:
+            # A connection the server dropped cannot close its cursor: the error that dropped it is
+            # the one to raise (and retry), not this one.
+            with contextlib.suppress(db.engine.dialect.loaded_dbapi.Error):
+                cursor.close()
 
 
 def _sqlite(user_id: int, last: tuple[str, int] | None, batch_size: int) -> Iterator[Resumable]:
