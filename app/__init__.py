@@ -155,7 +155,7 @@ def init_socketio(app: Flask) -> None:
     # Socket.IO middleware answers that path before Flask does.
     for websocket in (False, True):  # the connection's first request was a poll or a WebSocket upgrade
         app.add_url_rule(socketio.sockio_mw.engineio_path, "socketio", _socketio_path_only, websocket=websocket)
-    from app.admission import ConnectAdmission, PageAdmission
+    from app.admission import ConnectAdmission, PageAdmission, yield_inside_pages
 
     # Outside Flask-SocketIO's middleware: a storm of handshakes is paced before any of it runs.
     app.wsgi_app = ConnectAdmission(app.wsgi_app, app.config["SOCKET_CONNECT_SLOTS"])
@@ -163,6 +163,8 @@ def init_socketio(app: Flask) -> None:
         # Only a cooperative hub needs it: OS threads are preempted, a greenlet runs until it yields.
         app.wsgi_app = PageAdmission(app.wsgi_app, app.config["PAGE_SLOTS"], max_body=app.config["MAX_CONTENT_LENGTH"],
                                      lease=app.config["PAGE_LEASE_MS"] / 1000)
+        with app.app_context():
+            yield_inside_pages(app, db.engine)
     app.extensions["progress_emitter"] = socketio
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+import sqlalchemy as sa
+
 from app.admission import ConnectAdmission, DisconnectPacing, PacedListener, admitted
 
 NEW_SOCKET = {"QUERY_STRING": "EIO=4&transport=websocket", "PATH_INFO": "/socket.io/"}
@@ -294,3 +297,39 @@ def test_waiters_wait_without_polling_and_one_reaper_frees_stalled_slots():
     assert got == [True] * 50  # the reaper freed the stalled slot, then each passed it on
     # 2 takes before, then 50 waiters once each: polling every lease would have been hundreds
     assert counting.tries == 52
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_pages_yield_after_each_query_and_before_the_template_but_never_while_writing(app, make_user, monkeypatch):
+    """A page gives the hub a turn after each SELECT and before rendering; once it has written to
+    SQLite (the write lock held) it gives none until its commit or rollback."""
+    from flask import render_template_string
+
+    from app import admission
+    from app.extensions import db
+    from app.models import Post
+
+    turns: list[str] = []
+    monkeypatch.setattr(admission.time, "sleep", lambda seconds: turns.append("turn"))
+    user = make_user("alice")
+    with app.app_context():
+        admission.yield_inside_pages(app, db.engine)
+    with app.test_request_context("/"):
+        db.session.scalar(sa.select(Post.id).limit(1))
+        assert turns == ["turn"]
+        render_template_string("x")
+        assert turns == ["turn", "turn"]
+        db.session.add(Post(body="hello", user_id=user.id))
+        db.session.flush()  # the INSERT: sqlite3 opened its write transaction
+        db.session.scalar(sa.select(Post.id).limit(1))
+        render_template_string("x")
+        assert turns == ["turn", "turn"]
+        db.session.commit()
+        render_template_string("x")
+        db.session.scalar(sa.select(Post.id).limit(1))
+        assert turns == ["turn"] * 4
+        db.session.add(Post(body="again", user_id=user.id))
+        db.session.flush()
+        db.session.rollback()
+        render_template_string("x")
+        assert turns == ["turn"] * 5
