@@ -138,6 +138,7 @@ class PageAdmission:
             start_response("503 Service Unavailable", [("Content-Type", "text/plain; charset=utf-8"),
                                                        ("Retry-After", "5"), ("Content-Length", str(len(self.BUSY)))])
             return [self.BUSY]
+        in_page = _in_page.set(True)  # the view's queries and template give the hub turns (yield_inside_pages)
         try:
             # A page never yields while it runs, so a gate alone would never have waiters: the hub
             # wakes every ready connection in one poll and runs them back to back. Yielding once while
@@ -146,6 +147,7 @@ class PageAdmission:
             # The view runs here; a streamed body (a download) is sent after the slot is free.
             return self.wsgi_app(environ, start_response)
         finally:
+            _in_page.reset(in_page)
             release()
 
     def _buffer_body(self, environ: dict[str, Any]) -> None:
@@ -181,6 +183,8 @@ def yield_inside_pages(app: Any, engine: Any) -> None:
     progress event that arrives meanwhile waited all of it (`make bench`'s push_pages, same day:
     p50 / p99 9.1 / 29 ms). A turn of the hub after each query and before the template cuts that
     wait to the stretch between two of them (4.1 / 10.9 ms); the other pages still wait at the door.
+    Only pages in PageAdmission's slot: a socket's connect has its own pacing (ConnectAdmission), and
+    every turn of the hub costs a storm CPU it has none to spare of.
     Never while the page holds SQLite's write lock: a greenlet that then wrote would wait for it in
     SQLite's busy handler, which sleeps without yielding, so the page could not go on to commit.
     """
@@ -193,17 +197,19 @@ def yield_inside_pages(app: Any, engine: Any) -> None:
     event.listen(engine, "rollback", _lock_released)
 
 
-# Whether this greenlet's last query left its SQLite connection inside a write transaction.
+# Whether this greenlet runs a page inside its slot, and whether its last query left its SQLite
+# connection inside a write transaction.
+_in_page: ContextVar[bool] = ContextVar("in_page", default=False)
 _writing: ContextVar[bool] = ContextVar("writing", default=False)
 
 
 def _yield_after_query(conn: Any, cursor: Any, *args: Any) -> None:
-    """SQLAlchemy's after_cursor_execute: one turn of the hub (time.sleep is green here), unless writing."""
+    """SQLAlchemy's after_cursor_execute: in a page, one turn of the hub (time.sleep is green here), unless writing."""
     # sqlite3 opens its transaction at the first write; other drivers' connections have no such flag
     # and wait cooperatively anyway.
     writing = bool(getattr(cursor.connection, "in_transaction", False))
     _writing.set(writing)
-    if not writing:
+    if _in_page.get() and not writing:
         time.sleep(0)
 
 
@@ -214,7 +220,7 @@ def _lock_released(conn: Any) -> None:
 
 def _yield_before_rendering(sender: Any, **extra: Any) -> None:
     """Flask's before_render_template: one turn of the hub, unless writing."""
-    if not _writing.get():
+    if _in_page.get() and not _writing.get():
         time.sleep(0)
 
 

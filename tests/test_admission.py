@@ -7,7 +7,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from app.admission import ConnectAdmission, DisconnectPacing, PacedListener, admitted
+from app.admission import ConnectAdmission, DisconnectPacing, PacedListener, PageAdmission, admitted
 
 NEW_SOCKET = {"QUERY_STRING": "EIO=4&transport=websocket", "PATH_INFO": "/socket.io/"}
 
@@ -301,8 +301,9 @@ def test_waiters_wait_without_polling_and_one_reaper_frees_stalled_slots():
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_pages_yield_after_each_query_and_before_the_template_but_never_while_writing(app, make_user, monkeypatch):
-    """A page gives the hub a turn after each SELECT and before rendering; once it has written to
-    SQLite (the write lock held) it gives none until its commit or rollback."""
+    """A page in its slot gives the hub a turn after each SELECT and before rendering; once it has
+    written to SQLite (the write lock held) it gives none until its commit or rollback. Outside a
+    page's slot (a socket's connect, the sweep) a query gives none."""
     from flask import render_template_string
 
     from app import admission
@@ -316,10 +317,28 @@ def test_pages_yield_after_each_query_and_before_the_template_but_never_while_wr
         admission.yield_inside_pages(app, db.engine)
     with app.test_request_context("/"):
         db.session.scalar(sa.select(Post.id).limit(1))
+        render_template_string("x")
+        assert turns == []  # not a page in its slot
+    in_page = admission._in_page.set(True)  # what PageAdmission sets around the view
+    try:
+        in_a_page(app, user.id, turns)
+    finally:
+        admission._in_page.reset(in_page)
+
+
+def in_a_page(app, user_id: int, turns: list[str]) -> None:
+    """The queries and templates of one page, with the turns they gave checked after each step."""
+    from flask import render_template_string
+
+    from app.extensions import db
+    from app.models import Post
+
+    with app.test_request_context("/"):
+        db.session.scalar(sa.select(Post.id).limit(1))
         assert turns == ["turn"]
         render_template_string("x")
         assert turns == ["turn", "turn"]
-        db.session.add(Post(body="hello", user_id=user.id))
+        db.session.add(Post(body="hello", user_id=user_id))
         db.session.flush()  # the INSERT: sqlite3 opened its write transaction
         db.session.scalar(sa.select(Post.id).limit(1))
         render_template_string("x")
@@ -328,8 +347,25 @@ def test_pages_yield_after_each_query_and_before_the_template_but_never_while_wr
         render_template_string("x")
         db.session.scalar(sa.select(Post.id).limit(1))
         assert turns == ["turn"] * 4
-        db.session.add(Post(body="again", user_id=user.id))
+        db.session.add(Post(body="again", user_id=user_id))
         db.session.flush()
         db.session.rollback()
         render_template_string("x")
         assert turns == ["turn"] * 5
+
+
+def test_page_admission_marks_the_view_as_a_page_and_unmarks_it_after():
+    """The queries of a view behind PageAdmission know they run in a page's slot; afterwards they do not."""
+    from app import admission
+
+    seen = []
+
+    def view(environ, start_response):
+        seen.append(admission._in_page.get())
+        return [b"ok"]
+
+    gate = PageAdmission(view, 1)
+    gate({"PATH_INFO": "/index", "QUERY_STRING": ""}, lambda *a: None)
+    assert seen == [True] and admission._in_page.get() is False
+    gate({**NEW_SOCKET}, lambda *a: None)  # Socket.IO traffic passes by, unmarked
+    assert seen == [True, False]
