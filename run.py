@@ -80,6 +80,7 @@ def main() -> None:
         import eventlet.hubs  # main() imports eventlet's modules itself (below): `eventlet` is local here
 
         loop += f", hub {type(eventlet.hubs.get_hub()).__name__}"  # app/hub.py's, unless something ran first
+        loop += ", pings on hub timers" if ping_timers.installed() else ", a green thread per ping"
     print(f"Microblog is serving on http://{host}:{port} ({loop})", flush=True)
     if ASYNC_MODE == "gevent":
         socketio.run(app, host=host, port=port, log_output=log_output, spawn=max_connections)

@@ -43,3 +43,8 @@ def send_ping(sock: Any) -> None:
 def install() -> None:
     """Make every engine.io socket of this process schedule its pings on the hub (eventlet only)."""
     engineio.socket.Socket.schedule_ping = schedule_ping
+
+
+def installed() -> bool:
+    """Whether this process's engine.io sockets schedule their pings here (what the start line reports)."""
+    return engineio.socket.Socket.schedule_ping is schedule_ping

@@ -157,7 +157,8 @@ def test_web_server_listens_with_a_deep_backlog(stack: Stack):
 
 
 @pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
-def test_web_server_runs_on_the_relay_first_hub(stack: Stack):
-    """`python run.py` (eventlet) runs app/hub.py's hub, which keeps the relay ahead of socket storms."""
+def test_web_server_runs_on_the_relay_first_hub_with_pings_on_its_timers(stack: Stack):
+    """`python run.py` (eventlet) runs app/hub.py's hub, which keeps the relay ahead of socket storms,
+    and schedules idle sockets' pings on its timers (app/ping_timers.py), not a green thread each."""
     started = stack.webs[0].log_path.read_text()
-    assert "(eventlet, hub RelayFirstHub)" in started, started[-2000:]
+    assert "(eventlet, hub RelayFirstHub, pings on hub timers)" in started, started[-2000:]
