@@ -288,9 +288,13 @@ def bench_eta(report: Report, sizes: Sizes, runs: int) -> None:
     posts = sizes.big_posts * 2  # the 2,000,000 (the smoke: 4,000)
     got = [measure(posts, "sqlite") for _ in range(runs)]
     half = [next((m for m in g["marks"] if m["mark"] == 50), {}) for g in got]
-    report.add(f"eta_{posts}_error_at_half", [abs(h["error_vs_end"]) * 100 if h.get("eta_s") is not None
+    # The estimate before its rounding to whole seconds (the contract's eta_seconds): on a fast machine
+    # half of 2M posts is ~1.3 s from the end, where the shown "1 s" is 23 % short only because it is
+    # a whole number, and 1.53 s shown as "2" against 1.46 s real would count +37 % (both in the note).
+    report.add(f"eta_{posts}_error_at_half", [abs(h["error_unrounded"]) * 100 if h.get("eta_s") is not None
                                               else float("nan") for h in half], "%", "<=25",
-               f"|shown - real| / real time left, first event past 50 % with an ETA; runs: {half}")
+               "|estimate - real time left| / real time left, the estimate (posts left / rate) before its "
+               f"rounding to whole seconds, first event past 50 % with an ETA; runs: {half}")
 
 
 BENCHES: dict[str, Callable[[Report, Sizes, int], None]] = {

@@ -48,7 +48,7 @@ def test_bench_smoke_reports_every_figure():
         line = printed[figure["name"]]
         assert line.group(4) == figure["target"] and line.group(5) == figure["verdict"]
         if figure["name"] == "eta_4000_error_at_half":
-            # 4,000 posts export in well under the 2 s before any time left is shown (app/eta.py):
+            # 4,000 posts export in well under the 1 s before any time left is shown (app/eta.py):
             # the smoke checks the benchmark runs end to end; `make bench` (2M posts) measures it.
             assert "runs: [{'mark': 50, 'eta_s': None}]" in figure["note"], figure
             continue

@@ -9,16 +9,16 @@ from tests.factories import get_task
 from tests.test_progress import FakeClock, clock, emitter, task_id, user  # noqa: F401 (fixtures)
 
 
-def test_no_estimate_before_five_percent_and_two_seconds():
-    """A guess from the first instants would mislead: nothing until 5% and 2 s."""
+def test_no_estimate_before_five_percent_and_one_second():
+    """A guess from the first instants would mislead: nothing until 5% and 1 s."""
     clock = FakeClock()
     eta = RateEstimator(clock=clock)
-    clock.tick(1.0)
-    eta.add(200_000)  # 10% after 1 s: fast, but too early
+    clock.tick(0.5)
+    eta.add(100_000)  # 5% after 0.5 s: fast, but too early
     assert eta.eta_seconds(2_000_000) is None
-    clock.tick(1.0)
-    eta.add(400_000)
-    assert eta.eta_seconds(2_000_000) == 8  # 1.6M left at 200k/s
+    clock.tick(0.5)
+    eta.add(200_000)
+    assert eta.eta_seconds(2_000_000) == 9  # 1.8M left at 200k/s
     slow = RateEstimator(clock=clock)
     clock.tick(5.0)
     slow.add(50_000)
