@@ -20,6 +20,8 @@ from flask import Flask
 from flask_socketio import SocketIO
 from rq import Queue, Worker
 
+from worker.warm import warm
+
 log = logging.getLogger("worker")
 
 # SQLite and SQLAlchemy keep process-wide locks: a fork while the sweeper thread is inside the
@@ -169,6 +171,7 @@ def serve() -> None:
     app = create_app(WEB=False, MIGRATIONS=False)
     app.extensions["progress_emitter"] = build_emitter(app)
     with app.app_context():
+        warm(app)  # the email templates, compiled once for every work horse (worker/warm.py)
         sweep_once()  # tasks left by a previous run (e.g. an embedded Redis that restarted); removes its session
         stop = threading.Event()
         start_sweeper(app, stop)
