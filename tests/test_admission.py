@@ -253,6 +253,22 @@ def test_paced_listener_yields_after_each_accept(monkeypatch):
     assert yields == [0, 0] and listener.family == "AF_INET"
 
 
+def test_paced_listener_hands_out_connections_that_send_at_once():
+    """A real accepted TCP connection has Nagle's algorithm off: an event written right after a
+    socket's PING must not wait for the client's (delayed) ACK of it."""
+    import socket
+
+    server = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(server.getsockname())
+    try:
+        conn, _ = PacedListener(server).accept()
+        with conn:
+            assert conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    finally:
+        client.close()
+        server.close()
+
+
 class CountingSemaphore:
     """A semaphore that counts the times anyone tried to acquire it (each try is a wake-up on the hub)."""
 
