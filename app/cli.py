@@ -14,6 +14,7 @@ from app.extensions import db
 from app.models import Post, User, count_new_posts, utcnow
 
 SEED_CHUNK = 50_000
+SEED_COPY_CHUNK = 2_000  # rows formatted at a time for COPY's stream: ~80 KB
 SEED_MAX = 50_000_000
 
 
@@ -48,15 +49,41 @@ def insert_rows(user_id: int, count: int) -> None:
 
 
 def _copy_rows(user_id: int, count: int) -> None:
-    """PostgreSQL's COPY FROM STDIN, one chunk at a time, in the session's transaction."""
+    """PostgreSQL's COPY FROM STDIN, as one stream, in the session's transaction."""
     cursor = db.session.connection().connection.dbapi_connection.cursor()
     sql = f'COPY "{Post.__tablename__}" (body, "timestamp", user_id) FROM STDIN'
+    # Seed bodies hold no tab, newline or backslash: COPY's text format needs no escaping.
+    lines = ("".join(f"{body}\t{ts}\t{user_id}\n" for body, ts in rows) for rows in seed_rows(count, SEED_COPY_CHUNK))
     try:
-        for rows in seed_rows(count):
-            # Seed bodies hold no tab, newline or backslash: COPY's text format needs no escaping.
-            cursor.copy_expert(sql, io.StringIO("".join(f"{body}\t{ts}\t{user_id}\n" for body, ts in rows)))
+        # One COPY fed chunk by chunk as psycopg2 reads: the server indexes one chunk while Python
+        # formats the next (one COPY per chunk left each side idle half the time: 2/3 of the rate).
+        cursor.copy_expert(sql, _Stream(lines), size=1 << 16)
     finally:
         cursor.close()
+
+
+class _Stream(io.RawIOBase):
+    """A read-only file over an iterator of strings, encoded on demand (what `copy_expert` reads)."""
+
+    def __init__(self, chunks: Iterator[str]) -> None:
+        self._chunks = chunks
+        self._buffer = b""
+
+    def readable(self) -> bool:
+        """Yes: a stream to read from."""
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to `size` bytes (all that is left for -1); b"" at the end."""
+        while size < 0 or len(self._buffer) < size:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                break
+            self._buffer += chunk.encode()
+        if size < 0:
+            size = len(self._buffer)
+        data, self._buffer = self._buffer[:size], self._buffer[size:]
+        return data
 
 
 # ignore_unknown_options: `-5` reaches COUNT (and its clear message) instead of "No such option".

@@ -24,6 +24,35 @@ def test_seed_posts_adds_count_oldest_first(app, runner, make_user):
     assert before - timedelta(seconds=1) <= stamps[-1] <= utcnow()
 
 
+def test_seed_posts_larger_than_one_chunk_keeps_every_post_in_order(app, runner, make_user):
+    """A seed spanning several chunks (and, on PostgreSQL, many reads of COPY's stream) loses and
+    repeats nothing: every body once, in order, time stamps strictly increasing."""
+    from app.cli import SEED_COPY_CHUNK
+
+    alice = make_user("alice")
+    total = SEED_COPY_CHUNK * 2 + 345  # three chunks, the last one partial; ~200 KB of COPY text
+    result = runner.invoke(args=["seed-posts", "alice", str(total)])
+    assert result.exit_code == 0, result.output
+    rows = post_rows(app, alice.id)
+    assert [body for body, _ in rows] == [f"Seed post {i} of {total}" for i in range(1, total + 1)]
+    assert all(a < b for a, b in itertools.pairwise(stamp for _, stamp in rows))
+
+
+def test_copy_stream_hands_out_every_byte_once_whatever_the_read_size():
+    """COPY's file object: any read size gives back exactly the chunks' bytes, then b"" for ever."""
+    from app.cli import _Stream
+
+    chunks = ["ab", "", "cdé\n", "f" * 100]
+    expected = "".join(chunks).encode()
+    for size in (1, 3, 7, 64, 1 << 16, -1):
+        stream, got = _Stream(iter(chunks)), b""
+        while data := stream.read(size):
+            assert size < 0 or len(data) <= size
+            got += data
+        assert got == expected, size
+        assert stream.read(size) == b""
+
+
 def test_seeded_posts_add_up_and_show_on_profile(app, client, auth, runner, make_user, make_posts):
     """Seeding twice adds up, other users keep their posts, and the profile shows the newest first."""
     alice = make_user("alice")
