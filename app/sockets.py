@@ -93,11 +93,12 @@ def on_connect(auth: Any = None) -> None:
         user_id = connecting_user_id()
         if user_id is None:
             socket_limits.refuse("Log in to receive task progress.")
-        socket_limits.admit(user_id, request.sid)  # MAX_SOCKETS_PER_USER, across servers
+        sock_key = session.get("sock_key")  # names the login session's sockets, so that logout closes them
+        logout_set = (session_sockets_key(sock_key), SESSION_SOCKETS_TTL) if sock_key else None
+        socket_limits.admit(user_id, request.sid, logout_set)  # MAX_SOCKETS_PER_USER, across servers
         SOCKETS_CONNECTED.inc()  # issue 9: /metrics
         try:
             join_room(user_room(user_id))
-            _remember_socket(session.get("sock_key"), request.sid)
             socketio.sleep(0)  # let queued relays run between the steps of a connect
             # Straight to this socket, not through Redis: the snapshot must arrive even if Redis is down.
             for payload in snapshot(user_id):
@@ -126,19 +127,6 @@ def on_disconnect(sid: str, _reason: Any = None) -> None:
     client, removals = work
     for command, key in removals:
         _Forgetter.add(client, command, key, sid)
-
-
-def _remember_socket(sock_key: str | None, sid: str) -> None:
-    """Note which login session opened this socket (so logout can close it); its close undoes that too."""
-    if not sock_key:
-        return
-    client, removals = socket_limits.open_sockets[sid]
-    key = session_sockets_key(sock_key)
-    removals.append(("srem", key))
-    try:
-        client.pipeline().sadd(key, sid).expire(key, SESSION_SOCKETS_TTL).execute()
-    except redis.exceptions.RedisError:
-        log.warning("could not record socket %s for logout", sid)
 
 
 class _Forgetter:

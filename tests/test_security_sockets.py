@@ -9,8 +9,11 @@ import statistics
 import time
 
 import pytest
+import sqlalchemy as sa
 import websocket
 
+from app.extensions import db
+from app.models import User, UserSession
 from tests.conftest import AuthActions
 from tests.harness import Stack, new_user, wait_until
 
@@ -35,10 +38,30 @@ def test_sockets_per_user_capped(app, make_user):
     open_ = [socket_client(app, alice) for _ in range(3)]
     assert all(s.is_connected() for s in open_)
     assert not socket_client(app, alice).is_connected()
+    # The refused socket left nothing behind: not in the count, not in the set logout closes.
+    assert app.extensions["redis"].zcard(user_sockets_key_of(app, "alice")) == 3
+    assert app.extensions["redis"].scard(logout_set_of(app, "alice")) == 3
     assert socket_client(app, bob).is_connected()
     open_[0].disconnect()
     # The close is taken off the count by a batched Redis pipeline a moment later (app.sockets._Forgetter).
     wait_until(lambda: socket_client(app, alice).is_connected(), 5, "a slot freed by the closed socket")
+
+
+def user_sockets_key_of(app, username: str) -> str:
+    """The Redis sorted set that counts a user's sockets."""
+    from app.socket_limits import user_sockets_key
+
+    with app.app_context():
+        return user_sockets_key(db.session.scalar(sa.select(User.id).where(User.username == username)))
+
+
+def logout_set_of(app, username: str) -> str:
+    """The Redis set of the sockets of a user's only login session (what logout closes)."""
+    from app.sockets import session_sockets_key
+
+    with app.app_context():
+        (session_id,) = db.session.scalars(sa.select(UserSession.id).join(User).where(User.username == username))
+        return session_sockets_key(session_id)
 
 
 # --- against a real server -------------------------------------------------------------------------

@@ -7,13 +7,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from flask import Flask
 from flask.sessions import SecureCookieSessionInterface
 from flask.testing import FlaskClient
 from flask_socketio.test_client import SocketIOTestClient
 
 from app.extensions import db
-from app.models import Task, TaskStatus
+from app.models import Task, TaskStatus, UserSession
 from app.progress import publish
 from tests.conftest import AuthActions
 from tests.factories import EVENT_EXTRAS, EVENT_FIELDS, ago, make_task
@@ -225,5 +226,9 @@ def test_a_connect_that_fails_after_counting_undoes_its_count(app, alice, monkey
     with app.app_context():
         key = socket_limits.user_sockets_key(alice.id)
     wait_until(lambda: redis.zcard(key) == 0, 5, "the failed socket leaving its user's count")
+    with app.app_context():
+        (session_id,) = db.session.scalars(sa.select(UserSession.id).where(UserSession.user_id == alice.id))
+    wait_until(lambda: redis.scard(sockets.session_sockets_key(session_id)) == 0, 5,
+               "the failed socket leaving the set its login's logout closes")
     assert SOCKETS_CONNECTED._value.get() == before
     assert not [sid for sid, (_, removals) in socket_limits.open_sockets.items() if removals[0][1] == key]
