@@ -17,6 +17,7 @@ import os
 import re
 import secrets
 import smtplib
+import socket
 from contextlib import suppress
 from dataclasses import dataclass
 from email.generator import BytesGenerator
@@ -50,6 +51,7 @@ def attach_file(msg: EmailMessage, path: Path, filename: str, maintype: str, sub
 def send_with_file(smtp: smtplib.SMTP, msg: EmailMessage, attachment: FileAttachment) -> dict:
     """Send msg as `smtp.send_message(msg)` would, streaming the attachment; the refused recipients."""
     smtp.ehlo_or_helo_if_needed()
+    send_at_once(smtp)
     sender, recipients = envelope(msg)
     utf8 = needs_smtputf8(smtp, sender, recipients)
     head, tail = flatten_around(msg, attachment.marker, utf8)
@@ -63,6 +65,19 @@ def send_with_file(smtp: smtplib.SMTP, msg: EmailMessage, attachment: FileAttach
         # around the file need dot-stuffing.
         write_data(smtp, chain([dot_stuff(head)], base64_lines(file), [dot_stuff(tail)]))
     return refused
+
+
+def send_at_once(smtp: smtplib.SMTP) -> None:
+    """Turn off Nagle's algorithm on the connection (TCP_NODELAY).
+
+    `sendmail` writes DATA's message and its end in one `send`; written piece by piece, the end
+    (the lone dot) is a small write right after another one, which the kernel holds until the server
+    ACKs that one, and a server waiting for the end delays its ACK: 40 ms on Linux, per message.
+    py-spy of 300 small exports: half of a work horse's time was spent waiting for that reply.
+    """
+    sock = smtp.sock
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def envelope(msg: EmailMessage) -> tuple[str, list[str]]:

@@ -6,6 +6,7 @@ import email
 import email.policy
 import os
 import smtplib
+import socket
 import ssl
 import subprocess
 import sys
@@ -132,6 +133,20 @@ def test_stream_is_what_send_message_sends(smtp_server, big_file, to):
     assert options == twin_options
     [size] = [int(o[5:]) for o in options if o.upper().startswith("SIZE=")]
     assert size == len(raw)  # declared before the file was read, yet exact
+
+
+def test_the_stream_is_written_without_waiting_for_acks(smtp_server, tmp_path):
+    """The streamed DATA goes out write by write with TCP_NODELAY: its last small write (the
+    end-of-data dot) must not wait for the server's delayed ACK of the one before (40 ms on Linux)."""
+    path = tmp_path / "posts.json"
+    path.write_bytes(b"[]")
+    msg = message()
+    attachment = attach_file(msg, path, "posts.json", "application", "json")
+    with connect(smtp_server) as smtp:
+        assert not smtp.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)  # smtplib's default
+        send_with_file(smtp, msg, attachment)
+        assert smtp.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    assert len(smtp_server.mails) == 1
 
 
 @pytest.mark.parametrize("size", [0, 1, 56, 57, 58, CHUNK_BYTES - 1, CHUNK_BYTES, CHUNK_BYTES + 1])
