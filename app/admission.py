@@ -264,8 +264,8 @@ class PacedListener:
     Nagle's algorithm holds a small write back while an earlier one is unacknowledged, and a client
     may delay its ACK by up to 40 ms: once per ping interval, the events that followed a socket's
     PING reached it 32-38 ms late (the constant ~34 ms worst case of `make bench`'s idle push; with
-    TCP_NODELAY, 5.4-5.8 ms). Each frame and response is one whole write already, so nothing is
-    gained by holding it. eventlet's server does not set the option; uvicorn and tornado do.
+    TCP_NODELAY, 5.4-6.1 ms in three runs). Each frame and response is one whole write already, so
+    nothing is gained by holding it. eventlet's server does not set the option; uvicorn and tornado do.
     """
 
     def __init__(self, sock: Any) -> None:
