@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 
 import socketio
 
-from app.ops.process_metrics import PROGRESS_EVENTS
+from app.ops.process_metrics import PROGRESS_IN, PROGRESS_OUT, PROGRESS_SUPPRESSED
 from app.room_index import RoomIndexMixin
 
 MAX_RETRY_SLEEP = 4.0
@@ -61,14 +61,28 @@ class ResyncRedisManager(RoomIndexMixin, socketio.RedisManager):
         data = message.get("data")
         if isinstance(data, list) and len(data) == 1:  # python-socketio 5.x publishes the args as a list
             data = data[0]
-        if message.get("event") == "task_progress" and isinstance(data, dict) and "task_id" in data:
-            PROGRESS_EVENTS.labels("in").inc()  # issue 9: /metrics
+        progress = message.get("event") == "task_progress" and isinstance(data, dict) and "task_id" in data
+        if progress:
+            PROGRESS_IN.inc()  # issue 9: /metrics
+        if self._nobody_here(message):
+            # Every server gets every event; python-socketio would build and encode its packet before
+            # finding nobody to send it to. Two servers, 30,000 events, half for each one's users:
+            # 1.44-1.54 -> 1.10-1.13 CPU-s per server. Its task's order needs no note: a socket
+            # that joins the room later gets the row's state as a snapshot, and skips older events.
+            return
+        if progress:
             if not self._admit(data):
-                PROGRESS_EVENTS.labels("suppressed").inc()
+                PROGRESS_SUPPRESSED.inc()
                 return
-            PROGRESS_EVENTS.labels("out").inc()
+            PROGRESS_OUT.inc()
             message = self._skip_ahead_sockets(message, data)
         super()._handle_emit(message)
+
+    def _nobody_here(self, message: dict) -> bool:
+        """Whether the message is for one room that has no socket on this server (and wants no reply)."""
+        room = message.get("room")
+        return (isinstance(room, str) and message.get("callback") is None
+                and room not in self.rooms.get(message.get("namespace") or "/", ()))
 
     def _admit(self, data: dict) -> bool:
         """Record a relayed event; False if it is a repeat or older than the newest of its task."""

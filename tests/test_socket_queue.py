@@ -18,11 +18,13 @@ class RecordingManager(ResyncRedisManager):
         self._newest = OrderedDict()
         self._snapshots = OrderedDict()
         self.relayed: list[dict[str, Any]] = []
+        self.rooms = {"/": {"user:1": {"sid-1": "eio-1"}}}  # user 1 has a socket on this server
 
-    def relay(self, **data: Any) -> None:
+    def relay(self, room: str = "user:1", **data: Any) -> None:
         """Feed one `task_progress` message as it comes off the Redis channel."""
         # As python-socketio 5.x publishes it: the event's arguments as a list.
-        self._handle_emit({"method": "emit", "event": "task_progress", "data": [data], "room": "user:1"})
+        self._handle_emit({"method": "emit", "event": "task_progress", "data": [data], "room": room,
+                           "namespace": "/"})
 
 
 @pytest.fixture
@@ -58,6 +60,20 @@ def test_tasks_are_ordered_independently(manager):
     manager.relay(**event("b", 1))
     manager.relay(**event("b", 2))
     assert [(e["task_id"], e["seq"]) for e in manager.relayed] == [("a", 9), ("b", 1), ("b", 2)]
+
+
+def test_an_event_for_a_user_with_no_socket_here_goes_no_further(manager):
+    """Every server gets every event: one for a user with no socket on this server is counted in and
+    dropped before python-socketio builds its packet, and leaves no note of its task behind."""
+    from app.ops.process_metrics import PROGRESS_IN, PROGRESS_OUT
+
+    came_in, went_out = PROGRESS_IN._value.get(), PROGRESS_OUT._value.get()
+    manager.relay(room="user:2", **event("b", 1))
+    assert manager.relayed == [] and "b" not in manager._newest
+    assert (PROGRESS_IN._value.get(), PROGRESS_OUT._value.get()) == (came_in + 1, went_out)
+    manager.relay(**event("a", 1))  # user 1's socket is here
+    assert [e["task_id"] for e in manager.relayed] == ["a"]
+    assert (PROGRESS_IN._value.get(), PROGRESS_OUT._value.get()) == (came_in + 2, went_out + 1)
 
 
 def test_snapshot_row_older_than_a_relayed_event_is_outdated(manager):

@@ -13,8 +13,8 @@ SOCKETS_CONNECTED = Gauge("microblog_sockets_connected", "Socket.IO connections 
                           registry=REGISTRY)
 PROGRESS_EVENTS = Counter("microblog_progress_events", "task_progress events through this web process: "
                           "'in' handled by this server's message queue (its own and other processes'), 'out' relayed to "
-                          "its sockets' rooms, "
+                          "rooms with a socket on this server, "
                           "'suppressed' dropped as repeats of a task's end.",
                           ["direction"], registry=REGISTRY)
-for _direction in ("in", "out", "suppressed"):
-    PROGRESS_EVENTS.labels(_direction)  # every series exists from the start (rate() needs a zero)
+# Every series exists from the start (rate() needs a zero); the relay counts on these, not labels().
+PROGRESS_IN, PROGRESS_OUT, PROGRESS_SUPPRESSED = (PROGRESS_EVENTS.labels(d) for d in ("in", "out", "suppressed"))
