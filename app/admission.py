@@ -9,12 +9,13 @@ loses its slot after LEASE seconds, so a few stalled clients cannot hold the doo
 """
 from __future__ import annotations
 
-import socket
 import tempfile
 import threading
 import time
 from contextvars import ContextVar
 from typing import Any, Callable, Iterable
+
+from app.tcp import send_at_once
 
 ENVIRON_KEY = "microblog.admitted"  # the callable on_connect calls once it is done
 
@@ -261,11 +262,10 @@ class PacedListener:
     parsing its request before any gate (a 1 s stall of every relay). One accept per turn keeps a
     turn's work to a connection or two; the hub turns over thousands of times a second.
 
-    Nagle's algorithm holds a small write back while an earlier one is unacknowledged, and a client
-    may delay its ACK by up to 40 ms: once per ping interval, the events that followed a socket's
-    PING reached it 32-38 ms late (the constant ~34 ms worst case of `make bench`'s idle push; with
-    TCP_NODELAY, 5.4-6.1 ms in three runs). Each frame and response is one whole write already, so
-    nothing is gained by holding it. eventlet's server does not set the option; uvicorn and tornado do.
+    With Nagle's algorithm on (app/tcp.py), once per ping interval the events that followed a
+    socket's PING reached it 32-38 ms late, waiting for the client's delayed ACK (the constant ~34 ms
+    worst case of `make bench`'s idle push; with TCP_NODELAY, 5.4-6.1 ms in three runs). eventlet's
+    server does not set the option; uvicorn and tornado do.
     """
 
     def __init__(self, sock: Any) -> None:
@@ -274,8 +274,7 @@ class PacedListener:
     def accept(self) -> tuple[Any, Any]:
         """Accept one connection, then let the rest of the hub run before the next."""
         conn, address = self._sock.accept()
-        if self._sock.family in (socket.AF_INET, socket.AF_INET6):  # not a Unix socket
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        send_at_once(conn)
         time.sleep(0)
         return conn, address
 

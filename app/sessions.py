@@ -7,7 +7,6 @@ sockets (`sock_key`), so ending a session also closes its sockets on whichever s
 """
 from __future__ import annotations
 
-import functools
 import logging
 import secrets
 from datetime import timedelta
@@ -30,19 +29,19 @@ def _max_idle() -> timedelta:
     return current_app.config["REMEMBER_COOKIE_DURATION"]
 
 
-@functools.cache
-def _session_user() -> sa.Select:
-    """The query behind every logged-in request, built once: building it and its cache key anew
-    was a third of loading the user (py-spy of /api/tasks/<id>)."""
-    return (sa.select(UserSession.last_seen, User).join(User, User.id == UserSession.user_id)
-            .where(UserSession.id == sa.bindparam("session_id")))
+# Built once, as app/sockets.py's snapshot: a request or a connect only binds the id (building the
+# statement and its cache key anew was a third of loading the user, py-spy of /api/tasks/<id>).
+SESSION_USER_SQL = (sa.select(UserSession.last_seen, User).join(User, User.id == UserSession.user_id)
+                    .where(UserSession.id == sa.bindparam("session_id")))
+SESSION_ROW_SQL = (sa.select(UserSession.user_id, UserSession.last_seen)
+                   .where(UserSession.id == sa.bindparam("session_id")))
 
 
 def load_session_user(session_id: str) -> User | None:
     """The user of a live login session, or None (unknown, ended or idle too long)."""
     if not session_id or len(session_id) > 64:
         return None
-    found = db.session.execute(_session_user(), {"session_id": session_id}).first()
+    found = db.session.execute(SESSION_USER_SQL, {"session_id": session_id}).first()
     if found is None:
         return None
     last_seen, user = found
@@ -56,12 +55,6 @@ def load_session_user(session_id: str) -> User | None:
     return user
 
 
-@functools.cache
-def _session_row() -> sa.Select:
-    """The connect path's query, built once (as `_session_user`)."""
-    return sa.select(UserSession.user_id, UserSession.last_seen).where(UserSession.id == sa.bindparam("session_id"))
-
-
 def live_session_user_id(session_id: str) -> int | None:
     """The user id of a live login session, or None: `load_session_user`'s rule in one Core query.
 
@@ -70,7 +63,7 @@ def live_session_user_id(session_id: str) -> int | None:
     if not session_id or len(session_id) > 64:
         return None
     with db.engine.connect() as connection:
-        row = connection.execute(_session_row(), {"session_id": session_id}).first()
+        row = connection.execute(SESSION_ROW_SQL, {"session_id": session_id}).first()
     if row is None or row.last_seen < utcnow() - _max_idle():
         return None
     return row.user_id

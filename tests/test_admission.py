@@ -235,22 +235,27 @@ def test_paced_listener_yields_after_each_accept(monkeypatch):
     """PacedListener hands back what accept returned and lets the hub run before the next accept."""
     import app.admission as admission
 
+    import socket
+    from types import SimpleNamespace
+
     class Listening:
-        family = "AF_INET"
+        family = socket.AF_UNIX  # so no TCP option is set on the fake connections
 
         def __init__(self) -> None:
             self.accepted = 0
 
         def accept(self):
             self.accepted += 1
-            return (f"conn{self.accepted}", ("127.0.0.1", 1000 + self.accepted))
+            conn = SimpleNamespace(name=f"conn{self.accepted}", family=self.family)
+            return conn, ("127.0.0.1", 1000 + self.accepted)
 
     yields = []
     monkeypatch.setattr(admission.time, "sleep", lambda s: yields.append(s))
     listener = PacedListener(Listening())
-    assert listener.accept() == ("conn1", ("127.0.0.1", 1001))
-    assert listener.accept()[0] == "conn2"
-    assert yields == [0, 0] and listener.family == "AF_INET"
+    conn, address = listener.accept()
+    assert (conn.name, address) == ("conn1", ("127.0.0.1", 1001))
+    assert listener.accept()[0].name == "conn2"
+    assert yields == [0, 0] and listener.family == socket.AF_UNIX
 
 
 def test_paced_listener_hands_out_connections_that_send_at_once():
