@@ -5,10 +5,11 @@ it builds anew and drops when its job ends. py-spy of 150 exports of 100 posts (
 horse spent 18 % of its CPU compiling the email's Jinja templates, every job. Compiled here, they
 cost no memory worth measuring (70.2 MiB resident either way) and every horse shares them.
 
-Not warmed, though it was another 18.5 %: Babel's locale data, which `thousands` loads. It is
+Not warmed, though it was another 18.5 %: Babel's locale data, which `thousands` loaded. It is
 4.7 MiB resident for English alone, and held by the worker it would add to every horse's RSS
 from the first instant, under the export's own peak (the 1M-post horse: 76.4 -> 81.2 MiB, over
-issue 10's 80). Loaded in the horse, it comes after the posts are written, into freed memory.
+issue 10's 80). The email's count no longer needs it: `app.i18n.format_count` writes the
+separators of the languages we serve itself.
 
 This module runs in the worker: no eventlet here.
 """
