@@ -137,11 +137,16 @@ def _update(task_id: str, only_if: sa.ColumnElement[bool], *, attempts: int = 4,
             seq = db.session.execute(stmt.returning(Task.seq)).scalar_one_or_none()
         else:  # MySQL: our UPDATE holds the row lock, so this read sees our own increment
             changed = db.session.execute(stmt).rowcount == 1
-            seq = db.session.scalar(sa.select(Task.seq).where(Task.id == task_id)) if changed else None
+            seq = read_seq(task_id) if changed else None
         db.session.commit()
         return seq
 
     return with_db_retry(run, attempts)
+
+
+def read_seq(task_id: str) -> int | None:
+    """A task row's `seq` (None if there is no such row), in the transaction in progress."""
+    return db.session.scalar(sa.select(Task.seq).where(Task.id == task_id))
 
 
 def _reload(task_id: str) -> Task:

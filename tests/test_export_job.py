@@ -73,3 +73,32 @@ def test_result_file_resolves_under_this_export_dir(app, make_user):
         task_id = make_task(app, user.id, TaskStatus.FINISHED, result_path=stored)
         with app.app_context():
             assert (result_file(get_task(app, task_id)) is not None) is found, stored
+
+
+def test_a_warmed_worker_compiles_no_statement_of_an_export(app, make_user, make_posts, monkeypatch):
+    """Every SQL statement an export runs is already in the engine's cache after worker/warm.py's
+    warm_statements, so a work horse (a fork of the warmed worker) compiles none of them anew."""
+    from sqlalchemy.engine.default import CACHE_MISS
+
+    from app.extensions import db
+    from worker.warm import warm_statements
+
+    user = make_user()
+    make_posts(user.id, 30)
+    task_id = make_task(app, user.id)
+    monkeypatch.setattr(mailer, "send", lambda msg, attachment=None: None)
+    compiled: list[str] = []
+
+    def note(conn, cursor, statement, parameters, context, executemany):
+        if context is not None and context.cache_hit == CACHE_MISS:
+            compiled.append(statement)
+
+    with app.app_context():
+        warm_statements()
+        sa.event.listen(db.engine, "before_cursor_execute", note)
+        try:
+            export_posts(task_id)
+        finally:
+            sa.event.remove(db.engine, "before_cursor_execute", note)
+    assert get_task(app, task_id).status == TaskStatus.FINISHED
+    assert compiled == [], "\n\n".join(compiled)

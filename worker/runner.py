@@ -20,7 +20,7 @@ from flask import Flask
 from flask_socketio import SocketIO
 from rq import Queue, Worker
 
-from worker.warm import warm
+from worker.warm import warm, warm_statements
 
 log = logging.getLogger("worker")
 
@@ -172,6 +172,12 @@ def serve() -> None:
     app.extensions["progress_emitter"] = build_emitter(app)
     with app.app_context():
         warm(app)  # the email templates, compiled once for every work horse (worker/warm.py)
+        try:
+            warm_statements()  # and an export's SQL
+        except Exception:  # only a saving: a database not up yet is the sweep's and the jobs' to report
+            db.session.rollback()
+            log.warning("could not compile an export's SQL ahead (is the database up?): each job compiles its own",
+                        exc_info=True)
         sweep_once()  # tasks left by a previous run (e.g. an embedded Redis that restarted); removes its session
         stop = threading.Event()
         start_sweeper(app, stop)

@@ -128,9 +128,12 @@ def deliver_export(task: Task, path: Path, count: int) -> str | None:
         return email_failed(_("something went wrong while sending it"))
 
 
-def _load_user(user_id: int) -> User:
-    """The exporting user, read in its own short transaction."""
+def _load_user(user_id: int) -> User | None:
+    """The exporting user, read in its own short transaction and kept as read: the commit would
+    expire it, and the email's first look at its address would read the row again."""
     user = db.session.get(User, user_id)
+    if user is not None:
+        db.session.expunge(user)
     db.session.commit()
     return user
 

@@ -105,6 +105,8 @@ def _sqlite(user_id: int, last: tuple[str, int] | None, batch_size: int) -> Iter
         # "YYYY-MM-DD HH:MM:SS[.ffffff]" as stored -> "YYYY-MM-DDTHH:MM:SS.ffffffZ"
         yield [(ts.replace(" ", "T") + (".000000Z" if len(ts) == 19 else "Z"), ident, body)
                for ts, ident, body in rows], last
+        if len(rows) < batch_size:  # the last batch: no need to ask again for nothing
+            return
 
 
 def _keyset(user_id: int, last: tuple[datetime, int] | None, batch_size: int) -> Iterator[Resumable]:
@@ -119,6 +121,8 @@ def _keyset(user_id: int, last: tuple[datetime, int] | None, batch_size: int) ->
             return
         last = (rows[-1][0], rows[-1][1])
         yield [(isoformat_z(ts), ident, body) for ts, ident, body in rows], last
+        if len(rows) < batch_size:  # the last batch: no need to ask again for nothing
+            return
 
 
 def encode(rows: Batch) -> bytes:
