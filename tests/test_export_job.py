@@ -102,3 +102,30 @@ def test_a_warmed_worker_compiles_no_statement_of_an_export(app, make_user, make
             sa.event.remove(db.engine, "before_cursor_execute", note)
     assert get_task(app, task_id).status == TaskStatus.FINISHED
     assert compiled == [], "\n\n".join(compiled)
+
+
+def test_an_export_reads_its_task_row_twice(app, make_user, make_posts, monkeypatch):
+    """Once when it starts and once when it ends: what was read stays readable after the commits,
+    so the payloads, the file's path and the email never read the row again."""
+    from app.extensions import db
+
+    user = make_user()
+    make_posts(user.id, 30)
+    task_id = make_task(app, user.id)
+    monkeypatch.setattr(mailer, "send", lambda msg, attachment=None: None)
+    reads: list[str] = []
+
+    def note(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT") and "FROM task" in statement:
+            reads.append(statement)
+
+    with app.app_context():
+        sa.event.listen(db.engine, "before_cursor_execute", note)
+        try:
+            export_posts(task_id)
+        finally:
+            sa.event.remove(db.engine, "before_cursor_execute", note)
+    assert get_task(app, task_id).status == TaskStatus.FINISHED
+    # On MySQL the progress UPDATEs read their `seq` back (no RETURNING): those are not reads of the row.
+    rows = [s for s in reads if not s.replace("\n", " ").startswith("SELECT task.seq ")]
+    assert len(rows) == 2, "\n\n".join(rows)
