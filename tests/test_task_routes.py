@@ -123,6 +123,38 @@ def test_export_creates_one_queued_task_and_job(app, client, auth, alice, queue)
         assert [(b["data-task-id"], b["aria-valuenow"]) for b in bars] == [(task_id, "0")], path
 
 
+def test_a_launch_announces_its_row_as_inserted_without_reading_it_back(app, client, alice, queue, monkeypatch):
+    """The `queued` event, the job and the log come from the row as it was inserted: no SELECT of it."""
+    from app import progress
+    from tests.conftest import csrf_token
+
+    events: list[dict] = []
+    monkeypatch.setattr(progress, "emit_payload", lambda payload, user_id: events.append({**payload, "to": user_id}))
+    reads: list[str] = []
+
+    def note(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT") and "FROM task" in statement:
+            reads.append(statement)
+
+    token = csrf_token(client)  # (its page lists the user's tasks)
+    with app.app_context():
+        sa.event.listen(db.engine, "before_cursor_execute", note)
+    try:
+        assert client.post("/export_posts", data={"csrf_token": token}).status_code == 303
+    finally:
+        with app.app_context():
+            sa.event.remove(db.engine, "before_cursor_execute", note)
+    assert reads == []
+    task = get_task(app, queue.job_ids[0])
+    [event] = events
+    assert event["to"] == alice.id
+    assert {k: event[k] for k in ("task_id", "status", "progress", "message", "seq", "created_at", "finished_at",
+                                  "download_url", "current", "total")} == {
+        "task_id": task.id, "status": "queued", "progress": 0, "message": None, "seq": 0,
+        "created_at": progress.isoformat_z(task.created_at), "finished_at": None, "download_url": None,
+        "current": None, "total": None}
+
+
 def test_a_launch_that_ended_before_the_page_shows_how_it_ended(app, client, auth, alice, queue):
     """A task that ends before the page the launch redirects to is drawn (a bad import fails in
     milliseconds) still gets its bar there, as it ended, and no stale "has started" flash; once."""
