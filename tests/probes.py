@@ -18,24 +18,13 @@ def compiled_templates() -> list[str]:
 
 def statements_compiled_for_a_task() -> list[str]:
     """The SQL this work horse had to compile to read a task's language and its row: none if its worker warmed them."""
-    import sqlalchemy as sa
-    from sqlalchemy.engine.default import CACHE_MISS
-
     from app.extensions import db
     from app.i18n import task_language
     from app.models import Task
+    from tests.sql_watch import compiled_anew, statements_run
 
-    compiled: list[str] = []
-
-    def note(conn, cursor, statement, parameters, context, executemany):
-        if context is not None and context.cache_hit == CACHE_MISS:
-            compiled.append(statement)
-
-    sa.event.listen(db.engine, "before_cursor_execute", note)
-    try:
+    with statements_run(db.engine, compiled_anew) as compiled:
         task_language("no-such-task")
         db.session.get(Task, "no-such-task")
         db.session.commit()
-    finally:
-        sa.event.remove(db.engine, "before_cursor_execute", note)
     return compiled

@@ -1,8 +1,10 @@
 """The connect gate: new sockets pass a few at a time; a stalled one loses its slot after the lease."""
 from __future__ import annotations
 
+import socket
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
@@ -235,9 +237,6 @@ def test_paced_listener_yields_after_each_accept(monkeypatch):
     """PacedListener hands back what accept returned and lets the hub run before the next accept."""
     import app.admission as admission
 
-    import socket
-    from types import SimpleNamespace
-
     class Listening:
         family = socket.AF_UNIX  # so no TCP option is set on the fake connections
 
@@ -261,8 +260,6 @@ def test_paced_listener_yields_after_each_accept(monkeypatch):
 def test_paced_listener_hands_out_connections_that_send_at_once():
     """A real accepted TCP connection has Nagle's algorithm off: an event written right after a
     socket's PING must not wait for the client's (delayed) ACK of it."""
-    import socket
-
     server = socket.create_server(("127.0.0.1", 0))
     client = socket.create_connection(server.getsockname())
     try:

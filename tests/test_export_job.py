@@ -10,6 +10,7 @@ from app import mailer, progress
 from app.jobs.export import export_path, export_posts
 from app.models import TaskStatus
 from tests.factories import get_task, make_task
+from tests.sql_watch import compiled_anew, reads_task_rows, statements_run
 
 
 def _file_of(app, task_id: str) -> Path:
@@ -78,8 +79,6 @@ def test_result_file_resolves_under_this_export_dir(app, make_user):
 def test_a_warmed_worker_compiles_no_statement_of_an_export(app, make_user, make_posts, monkeypatch):
     """Every SQL statement an export runs is already in the engine's cache after worker/warm.py's
     warm_statements, so a work horse (a fork of the warmed worker) compiles none of them anew."""
-    from sqlalchemy.engine.default import CACHE_MISS
-
     from app.extensions import db
     from worker.warm import warm_statements
 
@@ -87,19 +86,10 @@ def test_a_warmed_worker_compiles_no_statement_of_an_export(app, make_user, make
     make_posts(user.id, 30)
     task_id = make_task(app, user.id)
     monkeypatch.setattr(mailer, "send", lambda msg, attachment=None: None)
-    compiled: list[str] = []
-
-    def note(conn, cursor, statement, parameters, context, executemany):
-        if context is not None and context.cache_hit == CACHE_MISS:
-            compiled.append(statement)
-
     with app.app_context():
         warm_statements()
-        sa.event.listen(db.engine, "before_cursor_execute", note)
-        try:
+        with statements_run(db.engine, compiled_anew) as compiled:
             export_posts(task_id)
-        finally:
-            sa.event.remove(db.engine, "before_cursor_execute", note)
     assert get_task(app, task_id).status == TaskStatus.FINISHED
     assert compiled == [], "\n\n".join(compiled)
 
@@ -113,18 +103,8 @@ def test_an_export_reads_its_task_row_twice(app, make_user, make_posts, monkeypa
     make_posts(user.id, 30)
     task_id = make_task(app, user.id)
     monkeypatch.setattr(mailer, "send", lambda msg, attachment=None: None)
-    reads: list[str] = []
-
-    def note(conn, cursor, statement, parameters, context, executemany):
-        if statement.lstrip().upper().startswith("SELECT") and "FROM task" in statement:
-            reads.append(statement)
-
-    with app.app_context():
-        sa.event.listen(db.engine, "before_cursor_execute", note)
-        try:
-            export_posts(task_id)
-        finally:
-            sa.event.remove(db.engine, "before_cursor_execute", note)
+    with app.app_context(), statements_run(db.engine, reads_task_rows) as reads:
+        export_posts(task_id)
     assert get_task(app, task_id).status == TaskStatus.FINISHED
     # On MySQL the progress UPDATEs read their `seq` back (no RETURNING): those are not reads of the row.
     rows = [s for s in reads if not s.replace("\n", " ").startswith("SELECT task.seq ")]

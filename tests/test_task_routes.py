@@ -127,23 +127,15 @@ def test_a_launch_announces_its_row_as_inserted_without_reading_it_back(app, cli
     """The `queued` event, the job and the log come from the row as it was inserted: no SELECT of it."""
     from app import progress
     from tests.conftest import csrf_token
+    from tests.sql_watch import reads_task_rows, statements_run
 
     events: list[dict] = []
     monkeypatch.setattr(progress, "emit_payload", lambda payload, user_id: events.append({**payload, "to": user_id}))
-    reads: list[str] = []
-
-    def note(conn, cursor, statement, parameters, context, executemany):
-        if statement.lstrip().upper().startswith("SELECT") and "FROM task" in statement:
-            reads.append(statement)
-
     token = csrf_token(client)  # (its page lists the user's tasks)
     with app.app_context():
-        sa.event.listen(db.engine, "before_cursor_execute", note)
-    try:
+        engine = db.engine
+    with statements_run(engine, reads_task_rows) as reads:
         assert client.post("/export_posts", data={"csrf_token": token}).status_code == 303
-    finally:
-        with app.app_context():
-            sa.event.remove(db.engine, "before_cursor_execute", note)
     assert reads == []
     task = get_task(app, queue.job_ids[0])
     [event] = events
