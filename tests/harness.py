@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import redis
 import requests
+import engineio
 import sqlalchemy as sa
 import socketio
 from aiosmtpd.controller import Controller
@@ -373,8 +374,33 @@ class Browserless:
         return r.json()["tasks"]
 
 
+class _InOrderEngineIOClient(engineio.Client):
+    """An Engine.IO client that hands Socket.IO events to their handlers in the order they arrived.
+
+    The stock client starts a thread for every message (python-socketio#382: "the handler for
+    message N and N+1 may run concurrently"), so two events that arrive together can be recorded
+    in either order, and a test of the server's ordering would blame the server for the client.
+    Events run in the read loop instead (the Watcher's handler only appends). Every other packet
+    keeps its thread: a server's disconnect, for one, joins the read loop it would run in.
+    """
+
+    def _receive_packet(self, pkt: engineio.packet.Packet) -> None:
+        if pkt.packet_type == engineio.packet.MESSAGE and isinstance(pkt.data, str) \
+                and pkt.data.startswith(str(socketio.packet.EVENT)):
+            self._trigger_event("message", pkt.data, run_async=False)
+        else:
+            super()._receive_packet(pkt)
+
+
+class InOrderClient(socketio.Client):
+    """python-socketio's client, recording events in arrival order (see _InOrderEngineIOClient)."""
+
+    def _engineio_client_class(self) -> type[engineio.Client]:
+        return _InOrderEngineIOClient
+
+
 class Watcher:
-    """A python-socketio client that records every `task_progress` event it receives."""
+    """A python-socketio client that records every `task_progress` event it receives, in arrival order."""
 
     def __init__(self, base_url: str, cookie: str | None, transports: list[str] | None = None,
                  headers: dict[str, str] | None = None, reconnection: bool = True) -> None:
@@ -383,8 +409,8 @@ class Watcher:
         self.base_url = base_url
         self.opened_at = time.time()
         self._cond = threading.Condition()
-        self.client = socketio.Client(reconnection=reconnection, reconnection_delay=0.2,
-                                      reconnection_delay_max=1)
+        self.client = InOrderClient(reconnection=reconnection, reconnection_delay=0.2,
+                                    reconnection_delay_max=1)
         self.client.on("task_progress", self._on_event)
         self.connects = 0
         self.client.on("connect", self._on_connect)
@@ -556,10 +582,11 @@ def user_id_of(database_url: str, username: str) -> int:
         engine.dispose()
 
 
-def publish_raw(redis_url: str, user_id: int, payload: dict) -> None:
-    """Put a `task_progress` on the Socket.IO channel exactly as a worker would (tests of the relay)."""
+def publish_raw(redis_url: str, user_id: int, *payloads: dict) -> None:
+    """Put `task_progress` events on the Socket.IO channel exactly as one worker would (tests of the relay)."""
     manager = socketio.RedisManager(redis_url, channel="flask-socketio", write_only=True)
-    manager.emit("task_progress", payload, namespace="/", room=f"user:{user_id}")
+    for payload in payloads:
+        manager.emit("task_progress", payload, namespace="/", room=f"user:{user_id}")
 
 
 STATUS_ORDER = {"queued": 0, "started": 1, "finished": 2, "failed": 2, "canceled": 2}
