@@ -20,6 +20,7 @@ async def worker(host: str, port: int, cookie: str, agent: str, paths: list[str]
     """One connection, request after request, reconnecting when the server closes it."""
     i = 0
     reader = writer = None
+    cookie_line = f"Cookie: {cookie}\r\n" if cookie else ""  # none: an anonymous client
     while time.monotonic() < until:
         path = paths[i % len(paths)]
         i += 1
@@ -28,7 +29,7 @@ async def worker(host: str, port: int, cookie: str, agent: str, paths: list[str]
                 reader, writer = await asyncio.open_connection(host, port)
             began = time.monotonic()
             writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: {agent}\r\n"
-                         f"Cookie: {cookie}\r\n\r\n".encode())
+                         f"{cookie_line}\r\n".encode())
             head = await reader.readuntil(b"\r\n\r\n")
             status = int(head.split(b" ", 2)[1])
             length, close = 0, False

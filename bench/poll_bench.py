@@ -35,6 +35,14 @@ def poll_vs_push(stack: Stack, seconds: float, hold_seconds: float, max_sockets:
     poll_cpu, poll_wall = cpu_seconds(web) - cpu0, time.monotonic() - t0
     # Answers per CPU-second: the rate at 100 % of one core, whatever else the machine was doing.
     rps_full_cpu = polled["requests"] / max(poll_cpu, 1e-9)
+    # The floor under every request of this process: the same URL without a session, answered 401 by
+    # the whole stack (eventlet's HTTP, the admission gates, Flask, Flask-Limiter, Flask-Login) with
+    # none of the poll's own work (the session row, the task row, the payload).
+    cpu0 = cpu_seconds(web)
+    anonymous = load(stack, "", f"/api/tasks/{task_id}", 50, seconds)
+    floor_rps_full_cpu = anonymous["requests"] / max(cpu_seconds(web) - cpu0, 1e-9)
+    if set(anonymous["status"]) != {"401"}:
+        raise RuntimeError(f"the anonymous requests were not all answered 401: {anonymous['status']}")
     clients = min(max_sockets, max(1, int(rps_full_cpu)))
     users = make_users(stack, max(1, clients // 10), prefix)
     crowd = Clients(stack, cookies_file(stack, users, f"{prefix}.cookies"), clients)
@@ -50,6 +58,7 @@ def poll_vs_push(stack: Stack, seconds: float, hold_seconds: float, max_sockets:
     # A client polling once a second costs 1/rps_full_cpu of a core; a socket costs idle_cpu_share/held.
     poll_per_client = 1 / rps_full_cpu
     push_per_client = max(idle_cpu_share, 1e-6) / max(held, 1)
-    return {"rps_full_cpu": rps_full_cpu, "poll_cpu_share": poll_cpu / poll_wall, "clients": held,
+    return {"rps_full_cpu": rps_full_cpu, "floor_rps_full_cpu": floor_rps_full_cpu,
+            "poll_cpu_share": poll_cpu / poll_wall, "clients": held,
             "idle_cpu_percent": idle_cpu_share * 100, "poll_to_push_cost": poll_per_client / push_per_client,
             "5xx": polled["5xx"]}

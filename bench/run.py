@@ -76,6 +76,7 @@ class Report:
     def __init__(self, smoke: bool) -> None:
         self.smoke = smoke
         self.figures: list[dict[str, Any]] = []
+        self.context: list[dict[str, Any]] = []  # figures without a target that explain others
 
     def add(self, name: str, runs: list[float], unit: str, target: str, note: str = "") -> None:
         """One figure: the median of its runs against a target like '<=2' or '>=1500' or '==0'."""
@@ -87,13 +88,19 @@ class Report:
                              "verdict": "PASS" if ok else "FAIL", "runs": runs, "note": note})
         print(f"RESULT {name} {value:.4g} {unit} target {target} {'PASS' if ok else 'FAIL'}", flush=True)
 
+    def info(self, name: str, runs: list[float], unit: str, note: str) -> None:
+        """A figure with no target of its own that explains a FAIL (a floor): printed as an INFO line."""
+        value = statistics.median(runs) if runs and not any(v != v for v in runs) else float("nan")
+        self.context.append({"name": name, "median": value, "unit": unit, "runs": runs, "note": note})
+        print(f"INFO {name} {value:.4g} {unit}", flush=True)
+
     def write(self, sizes: Sizes) -> Path:
         """bench/results/<time>.json and latest.json (smoke: smoke-latest.json)."""
         RESULTS.mkdir(parents=True, exist_ok=True)
         doc = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "smoke": self.smoke,
                "sizes": vars(sizes), "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                                  "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
-               "figures": self.figures}
+               "figures": self.figures, "context": self.context}
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         path = RESULTS / f"{'smoke-' if self.smoke else ''}{stamp}.json"
         text = json.dumps(doc, indent=2) + "\n"
@@ -276,6 +283,9 @@ def bench_poll(report: Report, sizes: Sizes, runs: int) -> None:
                for i in range(runs)]
     report.add("poll_task_rps_full_cpu", [g["rps_full_cpu"] for g in got], "req/s", ">=1000",
                "/api/tasks/<id> answered per CPU-second of the web process, 50 concurrent")
+    report.info("poll_floor_anonymous_rps_full_cpu", [g["floor_rps_full_cpu"] for g in got], "req/s",
+                "the same URL answered 401 to clients without a session, per CPU-second: the stack's cost of "
+                "any request before the app's own work, the ceiling of poll_task_rps_full_cpu")
     report.add("poll_5xx", [g["5xx"] for g in got], "responses", "==0")
     report.add("poll_same_sockets_idle_cpu", [g["idle_cpu_percent"] for g in got], "%", "<=10",
                f"that many idle sockets (at most {sizes.poll_max_sockets}), held {sizes.poll_hold_seconds} s")

@@ -16,6 +16,8 @@ import pytest
 from tests.harness import ROOT
 
 RESULT_RE = re.compile(r"^RESULT (\S+) (\S+) (\S+) target (\S+) (PASS|FAIL)$", re.M)
+INFO_RE = re.compile(r"^INFO (\S+) (\S+) (\S+)$", re.M)
+CONTEXT = ["poll_floor_anonymous_rps_full_cpu"]  # INFO lines: figures without a target that explain others
 SMOKE_POSTS, SMOKE_BIG = 500, 2000
 EXPECTED = (
     [f"export_{db}_{n}_{f}" for db in ("sqlite", "postgresql") for n in (SMOKE_POSTS, SMOKE_BIG)
@@ -53,3 +55,8 @@ def test_bench_smoke_reports_every_figure():
             assert "runs: [{'mark': 50, 'eta_s': None}]" in figure["note"], figure
             continue
         assert line.group(2) != "nan", figure  # every figure was measured
+    printed_context = {m.group(1): m for m in INFO_RE.finditer(done.stdout)}
+    assert sorted(printed_context) == sorted(CONTEXT), done.stdout[-3000:]
+    assert [f["name"] for f in report["context"]] == CONTEXT
+    for figure in report["context"]:
+        assert printed_context[figure["name"]].group(2) != "nan" and figure["median"] > 0, figure
