@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from bench.common import PRODUCT_TIMERS
 from tests.harness import ROOT, Browserless, RedisServer, SmtpServer, Stack, Watcher, migrate, new_database_url
 
 RESULTS = ROOT / "bench" / "results" / "export.json"
@@ -241,7 +242,7 @@ def deployment(kind: str, workdir: Path) -> Iterator[Stack]:
         migrate(url)
         redis_server = RedisServer(workdir / "redis").start()
         smtp = CountingSmtp().start()
-        stack = Stack(workdir, url, redis_server, smtp)
+        stack = Stack(workdir, url, redis_server, smtp, extra_env=dict(PRODUCT_TIMERS))
         stack.start_web()
         stack.start_worker()
         yield stack
