@@ -7,12 +7,12 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export FLASK_APP := app:create_app
 
-.PHONY: run test chaos install install-test translations assets chromium prometheus nginx screenshots-ops migrate bench bench-smoke bench-export clean
+.PHONY: run test chaos install install-test translations assets chromium prometheus nginx strace screenshots-ops migrate bench bench-smoke bench-export clean
 
 run: install translations assets migrate  ## Install everything, migrate, start web + worker + Redis + SMTP sink
 	$(BIN)/python -m scripts.dev
 
-test: install-test translations assets chromium prometheus nginx  ## Install what the tests need and run the whole suite
+test: install-test translations assets chromium prometheus nginx strace  ## Install what the tests need and run the whole suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The long chaos soak (tests/faults/test_chaos.py): CHAOS_SECONDS of faults per database, SQLite then
@@ -63,6 +63,11 @@ prometheus:
 nginx:
 	@test -x /usr/sbin/nginx -a -x /usr/bin/openssl -a -x /usr/bin/redis-server || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq nginx openssl redis-server >/dev/null; }
 	@/usr/sbin/nginx -v
+
+# tests/test_worker_app.py follows a real worker and its work horse with strace (what each one opens).
+strace:
+	@command -v strace >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq strace >/dev/null; }
+	@strace -V | head -1
 
 migrate: install
 	$(BIN)/flask db upgrade

@@ -70,6 +70,11 @@ def scaled(sizes: Sizes, factor: float) -> Sizes:
                  sizes.cluster_users_per_web, sizes.poll_seconds, sizes.poll_hold_seconds, n(sizes.poll_max_sockets))
 
 
+def median_of(runs: list[float]) -> float:
+    """The median of a figure's runs; NaN if any run measured nothing, never a median of the others."""
+    return statistics.median(runs) if runs and not any(v != v for v in runs) else float("nan")
+
+
 class Report:
     """Collects figures: name, runs, unit, target; prints RESULT lines; writes JSON."""
 
@@ -80,8 +85,7 @@ class Report:
 
     def add(self, name: str, runs: list[float], unit: str, target: str, note: str = "") -> None:
         """One figure: the median of its runs against a target like '<=2' or '>=1500' or '==0'."""
-        # A run that measured nothing (NaN) makes the figure NaN, never a median of the others.
-        value = statistics.median(runs) if runs and not any(v != v for v in runs) else float("nan")
+        value = median_of(runs)
         op, bound = target[:2], float(target[2:])
         ok = {"<=": value <= bound, ">=": value >= bound, "==": value == bound}[op]
         self.figures.append({"name": name, "median": value, "unit": unit, "target": target,
@@ -90,7 +94,7 @@ class Report:
 
     def info(self, name: str, runs: list[float], unit: str, note: str) -> None:
         """A figure with no target of its own that explains a FAIL (a floor): printed as an INFO line."""
-        value = statistics.median(runs) if runs and not any(v != v for v in runs) else float("nan")
+        value = median_of(runs)
         self.context.append({"name": name, "median": value, "unit": unit, "runs": runs, "note": note})
         print(f"INFO {name} {value:.4g} {unit}", flush=True)
 

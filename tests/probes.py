@@ -28,3 +28,12 @@ def statements_compiled_for_a_task() -> list[str]:
         db.session.get(Task, "no-such-task")
         db.session.commit()
     return compiled
+
+
+def look_up_host_name() -> int:
+    """What smtplib.SMTP() does first for every email (socket.getfqdn(), its EHLO name); this horse's pid."""
+    import os
+    import socket
+
+    socket.getfqdn()
+    return os.getpid()
